@@ -771,10 +771,12 @@ async function readBody(request: IncomingMessage): Promise<Buffer> {
 async function parsePayload(contentType: string | undefined, raw: Buffer): Promise<{ json: unknown; files: RecordedCall['files'] }> {
   if (raw.length === 0) return { json: undefined, files: [] };
   if (contentType?.startsWith('multipart/form-data')) {
-    const form = await new Response(raw, { headers: { 'content-type': contentType } }).formData();
+    const form = await new Response(new Uint8Array(raw), { headers: { 'content-type': contentType } }).formData();
     const files: RecordedCall['files'] = [];
     let json: unknown;
-    for (const [field, value] of form.entries()) {
+    const entries: Array<[string, FormDataEntryValue]> = [];
+    form.forEach((value, field) => entries.push([field, value]));
+    for (const [field, value] of entries) {
       if (typeof value === 'string') {
         if (field === 'payload_json') json = JSON.parse(value);
       } else {
