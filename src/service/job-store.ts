@@ -131,6 +131,8 @@ export interface CreateJobStoreOptions {
   logger?: Logger;
   /** Keeps stores of tests or tenants apart. Default `imagine:jobs`. */
   namespace?: string;
+  /** Overrides JOB_RETENTION_DAYS, in milliseconds (tests of expiry). */
+  ttlMs?: number;
 }
 
 /** The store URL the configuration implies. */
@@ -146,7 +148,7 @@ export function jobStoreUrl(config: Pick<Config, 'storeUrl' | 'queue' | 'redisUr
  */
 export async function createJobStore(config: Pick<Config, 'storeUrl' | 'queue' | 'redisUrl' | 'dataDir' | 'jobRetentionDays'>, options: CreateJobStoreOptions = {}): Promise<JobStore> {
   const url = jobStoreUrl(config);
-  const ttlMs = Math.round(config.jobRetentionDays * 24 * 60 * 60 * 1000);
+  const ttlMs = options.ttlMs ?? Math.round(config.jobRetentionDays * 24 * 60 * 60 * 1000);
   const namespace = options.namespace ?? 'imagine:jobs';
   const logger = options.logger;
   if (url.startsWith('memory:')) {
@@ -165,7 +167,10 @@ export async function createJobStore(config: Pick<Config, 'storeUrl' | 'queue' |
   }
   if (url.startsWith('redis:') || url.startsWith('rediss:')) {
     const { default: KeyvRedis } = await import('@keyv/redis');
-    const adapter = new KeyvRedis(url, { namespace, throwOnConnectError: true, connectionTimeout: 2000 });
+    // A few quick retries, then the operation fails with a StoreError; the next operation
+    // connects afresh. Redis being down must cost a user a clear error, not a hung command.
+    const client = { url, socket: { connectTimeout: 2000, reconnectStrategy: (attempts: number) => (attempts >= 3 ? new Error('Redis is not reachable.') : 100 * 2 ** attempts) } };
+    const adapter = new KeyvRedis(client, { namespace, throwOnConnectError: true });
     const keyv = new Keyv<SerializedJobRecord>({ store: adapter as unknown as KeyvStoreAdapter, namespace, useKeyPrefix: false });
     return new KeyvJobStore(keyv, { ttlMs, kind: 'redis', ...(logger ? { logger } : {}) });
   }
