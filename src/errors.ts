@@ -212,7 +212,7 @@ const secretPatterns: RegExp[] = [
   /\b(xox[abposr]-[A-Za-z0-9-]{8,})/g, // Slack tokens
   /\b(xapp-[A-Za-z0-9-]{8,})/g, // Slack app tokens
   /\b([MNO][A-Za-z\d_-]{20,30}\.[A-Za-z\d_-]{5,8}\.[A-Za-z\d_-]{25,})/g, // Discord bot tokens
-  /(Bot|Bearer)\s+[A-Za-z0-9._-]{16,}/g,
+  /(?:Bot|Bearer)\s+([A-Za-z0-9._-]{16,})/g, // the token after the keyword
   /(redis(?:s)?:\/\/[^:@/\s]*:)[^@\s]+@/g, // passwords in connection URLs
 ];
 

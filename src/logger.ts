@@ -15,8 +15,17 @@ const secretKeys = ['token', 'secret', 'password', 'authorization', 'signingSecr
 /** pino redact paths for {@link secretKeys}, top level and nested up to two levels. */
 export const redactPaths: string[] = secretKeys.flatMap((key) => [key, `*.${key}`, `*.*.${key}`, `headers.${key}`, `req.headers.${key}`]);
 
+/**
+ * {@link redactSecrets} plus a mask for `Bot`/`Bearer` credentials: the shared pattern in
+ * errors.ts replaces the keyword rather than the token after it.
+ */
+export function maskForLog(text: string): string {
+  return redactSecrets(text.replace(/\b(Bot|Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{8,}/g, '$1 [redacted]'));
+}
+
 function redactDeep(value: unknown, depth = 0): unknown {
-  if (typeof value === 'string') return redactSecrets(value);
+  if (typeof value === 'string') return maskForLog(value);
+  if (value instanceof Error) return serializeErrorForLog(value);
   if (depth > 6 || value === null || typeof value !== 'object') return value;
   if (ArrayBuffer.isView(value)) return `[${value.constructor.name} ${value.byteLength} bytes]`;
   if (Array.isArray(value)) return value.map((item) => redactDeep(item, depth + 1));
@@ -27,10 +36,13 @@ function redactDeep(value: unknown, depth = 0): unknown {
 
 /** Serialises an error for a log line: type, code, message and stack, all with secrets masked. */
 export function serializeErrorForLog(error: unknown): Record<string, unknown> {
-  if (!(error instanceof Error)) return { message: redactSecrets(String(error)) };
-  const result: Record<string, unknown> = { type: error.name, message: redactSecrets(error.message) };
+  if (!(error instanceof Error)) {
+    if (error !== null && typeof error === 'object') return redactDeep(error) as Record<string, unknown>;
+    return { message: maskForLog(String(error)) };
+  }
+  const result: Record<string, unknown> = { type: error.name, message: maskForLog(error.message) };
   if (error instanceof ImagineError) result.code = error.code;
-  if (error.stack) result.stack = redactSecrets(error.stack);
+  if (error.stack) result.stack = maskForLog(error.stack);
   if (error.cause !== undefined) result.cause = serializeErrorForLog(error.cause);
   return result;
 }
@@ -57,8 +69,11 @@ export function createLogger(config: Pick<Config, 'logLevel'>, options: LoggerOp
       },
       hooks: {
         logMethod(parameters, method) {
-          const masked = parameters.map((parameter) => (typeof parameter === 'string' ? redactSecrets(parameter) : parameter instanceof Error ? parameter : parameter)) as Parameters<typeof method>;
-          return method.apply(this, masked);
+          const masked = parameters.map((parameter) => (typeof parameter === 'string' ? maskForLog(parameter) : parameter));
+          // pino would take the message of a lone error verbatim; give it the masked one.
+          const [first, second] = masked;
+          if (first instanceof Error && typeof second !== 'string') masked.splice(1, 0, maskForLog(first.message));
+          return method.apply(this, masked as Parameters<typeof method>);
         },
       },
     },
