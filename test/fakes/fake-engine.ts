@@ -49,6 +49,8 @@ export interface FakeEngineOptions {
   ignoreAbort?: boolean;
   /** Side of a 1:1 image. Default 32. */
   baseSize?: number;
+  /** Amplitude of deterministic noise around the seed colour (hard-to-compress images). Default 0. */
+  noise?: number;
   name?: string;
 }
 
@@ -88,6 +90,18 @@ export function meanColour(image: RgbImage, area?: { left: number; top: number; 
   return [sums[0]! / count, sums[1]! / count, sums[2]! / count];
 }
 
+/** Adds deterministic noise of ± `amplitude` (mean about zero) to an image in place. */
+export function addNoise(image: RgbImage, amplitude: number, seed: number): RgbImage {
+  if (amplitude <= 0) return image;
+  let state = (seed ^ 0x2545f491) >>> 0;
+  for (let index = 0; index < image.data.length; index += 1) {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+    const offset = ((state >>> 16) % (2 * amplitude + 1)) - amplitude;
+    image.data[index] = Math.max(0, Math.min(255, image.data[index]! + offset));
+  }
+  return image;
+}
+
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => (ms > 0 ? setTimeout(resolve, ms) : setImmediate(resolve)));
 
 export class FakeEngine implements ImageEngine {
@@ -95,6 +109,7 @@ export class FakeEngine implements ImageEngine {
   readonly calls: FakeCall[] = [];
   closed = false;
   private readonly options: Required<Omit<FakeEngineOptions, 'name' | 'baseSize'>>;
+  private readonly noise: number;
   private releases = 0;
   private readonly waiting: Array<() => void> = [];
   private readonly callWaiters: Array<{ count: number; resolve: () => void }> = [];
@@ -108,6 +123,7 @@ export class FakeEngine implements ImageEngine {
       hold: options.hold ?? false,
       ignoreAbort: options.ignoreAbort ?? false,
     };
+    this.noise = options.noise ?? 0;
     this.capabilities = {
       name: options.name ?? 'fake engine',
       family: 'fake',
@@ -181,7 +197,7 @@ export class FakeEngine implements ImageEngine {
 
   private imageFor(seed: number, width: number, height: number): EngineImage {
     return {
-      image: solidImage(width, height, colourForSeed(seed)),
+      image: addNoise(solidImage(width, height, colourForSeed(seed)), this.noise, seed),
       seed,
       artifact: { kind: 'fake-embedding', dims: [1, 4], values: Float32Array.from([seed % 1000, 0.5, -0.25, seed / 2 ** 32]) },
     };

@@ -256,6 +256,30 @@ describe('cancel, timeout and failures', () => {
   });
 });
 
+describe('upload limit', () => {
+  test('a grid larger than the platform allows is re-encoded or scaled to fit', async () => {
+    const { service } = await makeService({ engine: new FakeEngine({ noise: 60, baseSize: 128 }) });
+    const unlimited = recordingListener();
+    await service.imagine(user('a'), params('noisy', { seed: 3 }), unlimited);
+    const full = await unlimited.settled;
+    if (full.type !== 'completed') throw new Error('expected a grid');
+    expect(full.output.file.contentType).toBe('image/png');
+    const limit = Math.floor(full.output.file.data.length / 5);
+
+    const limited = recordingListener();
+    await service.imagine(user('b'), params('noisy', { seed: 3 }), limited, { uploadLimitBytes: limit });
+    const fitted = await limited.settled;
+    if (fitted.type !== 'completed') throw new Error('expected a grid');
+    expect(fitted.output.file.data.length).toBeLessThanOrEqual(limit);
+    expect(fitted.output.file.contentType).not.toBe('image/png');
+    expect(fitted.output.file.name.endsWith(fitted.output.file.contentType === 'image/webp' ? '.webp' : '.jpg')).toBe(true);
+    const decoded = await decodeImage(fitted.output.file.data);
+    expectClose(meanColour(decoded), meanColour(await decodeImage(full.output.file.data)), 10);
+    // The stored images stay lossless PNG for later buttons.
+    expect((await service.getJob(fitted.output.job.id))?.images?.[0]?.png.length).toBeGreaterThan(0);
+  });
+});
+
 describe('buttons', () => {
   async function finishedJob(service: RunningGenerationService): Promise<JobRecord> {
     const listener = recordingListener();
