@@ -108,7 +108,7 @@ export class FakeEngine implements ImageEngine {
   readonly capabilities: EngineCapabilities;
   readonly calls: FakeCall[] = [];
   closed = false;
-  private readonly options: Required<Omit<FakeEngineOptions, 'name' | 'baseSize'>>;
+  private readonly options: Required<Omit<FakeEngineOptions, 'name' | 'baseSize' | 'noise'>>;
   private readonly noise: number;
   private releases = 0;
   private readonly waiting: Array<() => void> = [];
