@@ -1,0 +1,163 @@
+/**
+ * Start-up: configuration → logger → web server (/healthz answers 503 until ready) → engine →
+ * generation service → the configured platform adapters, or the web playground when none is.
+ * SIGINT/SIGTERM shut down gracefully; a configuration error prints its message and exits 1.
+ */
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { loadConfig, type Config, type ConfigOptions } from './config/config.js';
+import type { ImageEngine } from './engine/engine.js';
+import { ConfigError, ImagineError, redactSecrets } from './errors.js';
+import { createHttpServer, healthAndMetrics, type HttpServerHandle } from './http/server.js';
+import { serviceHealth, serviceMetrics } from './http/service-probes.js';
+import { createLogger, type Logger } from './logger.js';
+import { createGenerationService, type RunningGenerationService } from './service/generation-service.js';
+
+/** Something started that must be stopped on shutdown. */
+interface Stoppable {
+  name: string;
+  close(): Promise<void>;
+}
+
+/** Options of {@link start}; everything defaults to the real thing. */
+export interface StartOptions {
+  /** Explicit settings; each beats its environment variable. */
+  config?: ConfigOptions;
+  env?: NodeJS.ProcessEnv;
+  /** The .env file to read, or false for none. Default `./.env`. */
+  dotenvPath?: string | false;
+  logger?: Logger;
+  /** Builds the engine; default `createEngine` from src/engine/factory.ts (in a worker thread). */
+  createEngine?: (config: Config) => Promise<ImageEngine>;
+}
+
+/** A running Imagine. */
+export interface RunningApp {
+  config: Config;
+  service: RunningGenerationService;
+  engine: ImageEngine;
+  /** The web server's address (/healthz, /metrics, and the playground when served). */
+  url: string;
+  /** Which adapters run, e.g. ['discord', 'playground']. */
+  adapters: string[];
+  /** Graceful shutdown: adapters stop receiving, jobs finish within the grace period, all closes. */
+  stop(): Promise<void>;
+}
+
+async function defaultEngine(config: Config): Promise<ImageEngine> {
+  const { createEngine } = await import('./engine/factory.js');
+  return createEngine(config);
+}
+
+/** Starts everything the configuration asks for. Throws ConfigError and ModelError as they are. */
+export async function start(options: StartOptions = {}): Promise<RunningApp> {
+  const config = loadConfig(options.config ?? {}, options.env ?? process.env, options.dotenvPath ?? path.resolve('.env'));
+  const logger = options.logger ?? createLogger(config);
+  const started: Stoppable[] = [];
+  let service: RunningGenerationService | undefined;
+  let engine: ImageEngine | undefined;
+  let server: HttpServerHandle | undefined;
+  const stopAll = async (): Promise<void> => {
+    // Adapters first (they stop receiving), then the service drains, then the engine and server.
+    for (const item of [...started].reverse()) {
+      await item.close().catch((error: unknown) => logger.warn({ err: error, part: item.name }, 'stopping failed'));
+    }
+    await service?.shutdown().catch((error: unknown) => logger.warn({ err: error }, 'service shutdown failed'));
+    await engine?.close().catch((error: unknown) => logger.warn({ err: error }, 'engine close failed'));
+    await server?.close();
+  };
+  try {
+    // The web server comes first so that /healthz answers (503) while the model loads.
+    server = await createHttpServer({
+      host: config.host,
+      port: config.port,
+      logger,
+      handlers: [healthAndMetrics({ health: serviceHealth(() => service), metrics: serviceMetrics(() => service) })],
+    });
+    logger.info({ model: config.model, slots: config.gpuSlots }, 'loading the model');
+    engine = await (options.createEngine ?? defaultEngine)(config);
+    service = await createGenerationService({ config, engine, logger });
+    logger.info({ engine: engine.capabilities.name, store: service.store.kind }, 'generation service ready');
+
+    const adapters: string[] = [];
+    if (config.discordToken) {
+      const { startDiscord } = await import('../adapters/discord/index.js');
+      const discord = await startDiscord({ config, service, logger });
+      started.push({ name: 'discord', close: async () => {
+        await discord.close();
+      } });
+      adapters.push('discord');
+    }
+    if (config.slackBotToken) {
+      const { startSlack } = await import('../adapters/slack/index.js');
+      const slack = await startSlack({ config, service, logger });
+      started.push({ name: 'slack', close: () => slack.close() });
+      adapters.push('slack');
+    }
+    // Mounted on the running server in every mode; the page only when asked (or with no platform).
+    const playground = await import('../adapters/playground/index.js');
+    const servePage = playground.shouldServePlayground(config);
+    const running = await playground.startPlayground({ config, service, logger, servePage, server, capabilities: engine.capabilities });
+    started.push({ name: 'playground', close: () => running.close() });
+    if (servePage) adapters.push('playground');
+    logger.info({ url: server.url, adapters }, adapters.includes('playground') ? `Imagine is ready: open ${server.url}` : 'Imagine is ready');
+
+    const finalService = service;
+    const finalEngine = engine;
+    let stopping: Promise<void> | undefined;
+    return {
+      config,
+      service: finalService,
+      engine: finalEngine,
+      url: server.url,
+      adapters,
+      stop: () => (stopping ??= stopAll()),
+    };
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
+}
+
+/** What a start-up failure prints: the message alone for errors we raised on purpose. */
+export function startupFailureText(error: unknown): string {
+  if (error instanceof ConfigError) return error.message;
+  if (error instanceof ImagineError) return `Imagine could not start: ${error.message}`;
+  const detail = error instanceof Error ? (error.stack ?? error.message) : String(error);
+  return `Imagine could not start: ${redactSecrets(detail)}`;
+}
+
+/** The process entry: starts, wires signals, and sets the exit code. */
+export async function main(): Promise<void> {
+  let app: RunningApp;
+  try {
+    app = await start();
+  } catch (error) {
+    process.stderr.write(`${startupFailureText(error)}\n`);
+    process.exitCode = 1;
+    return;
+  }
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    signals += 1;
+    if (signals > 1) {
+      process.stderr.write(`Received ${signal} again; exiting now.\n`);
+      process.exit(1);
+    }
+    process.stderr.write(`Received ${signal}; finishing running jobs (up to ${app.config.shutdownGraceSeconds} s). Press Ctrl+C again to exit now.\n`);
+    void app.stop().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        process.stderr.write(`Shutdown failed: ${redactSecrets(String(error))}\n`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+}
+
+const invokedPath = process.argv[1];
+if (invokedPath && import.meta.url === pathToFileURL(path.resolve(invokedPath)).href) {
+  void main();
+}
