@@ -11,8 +11,10 @@ export interface ButtonView {
   label: string;
   customId: string;
   style: 'primary' | 'secondary';
-  /** Read out by screen readers after the label, e.g. "upscale image 1". */
+  /** What the button does, e.g. "upscale image 1". */
   description: string;
+  /** The accessible name: the label with what it does, e.g. "U1: upscale image 1"; "Re-roll: …" for 🔄. */
+  ariaLabel: string;
 }
 
 /** GET /jobs/<id>. */
@@ -66,7 +68,7 @@ export function describeButton(spec: ButtonSpec): string {
     case 'vary':
       return spec.action.strengthFromSettings ? `variations of image ${spec.action.index}` : `${spec.action.strength} variations of image ${spec.action.index}`;
     case 'reroll':
-      return 're-roll: four new images from the same prompt';
+      return 'four new images from the same prompt';
   }
 }
 
@@ -76,6 +78,19 @@ export function outputSize(job: JobRecord): { width: number; height: number } | 
   if (!images?.length) return undefined;
   if (images.length === 1) return { width: images[0]!.width, height: images[0]!.height };
   return undefined;
+}
+
+/** The accessible name of a button: short labels get their description, the emoji is replaced by words. */
+export function ariaLabelFor(spec: ButtonSpec): string {
+  const description = describeButton(spec);
+  if (spec.action.kind === 'reroll') return `Re-roll: four new images from the same prompt`;
+  if (/^[UV]\d$/.test(spec.label)) return `${spec.label}: ${description}`;
+  return spec.label;
+}
+
+/** The shared result caption in plain text; the playground has one user, so no one is named. */
+export function captionFor(job: JobRecord): string {
+  return resultCaption(job, { format: 'plain', mention: '' }).replace(/ — (?=\n|$)/, '');
 }
 
 /** Builds the page's view of a job. */
@@ -94,10 +109,10 @@ export function jobView(job: JobRecord, file?: { width: number; height: number }
     ...(job.strength ? { strength: job.strength } : {}),
     createdAt: job.createdAt,
     ...(job.finishedAt !== undefined ? { finishedAt: job.finishedAt } : {}),
-    ...(completed ? { imageUrl: imageUrlFor(job.id), caption: resultCaption(job, { format: 'plain', mention: '' }) } : {}),
+    ...(completed ? { imageUrl: imageUrlFor(job.id), caption: captionFor(job) } : {}),
     ...(size ? { imageWidth: size.width, imageHeight: size.height } : {}),
     alt: altTextFor(job),
     ...(job.error ? { error: failedText(job.error) } : job.status === 'cancelled' ? { error: '🛑 The job was cancelled.' } : {}),
-    buttons: buttonRowsFor(job).map((row) => row.map((spec) => ({ label: spec.label, customId: spec.customId, style: spec.style, description: describeButton(spec) }))),
+    buttons: buttonRowsFor(job).map((row) => row.map((spec) => ({ label: spec.label, customId: spec.customId, style: spec.style, description: describeButton(spec), ariaLabel: ariaLabelFor(spec) }))),
   };
 }

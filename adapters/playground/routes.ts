@@ -18,14 +18,14 @@ import { fileURLToPath } from 'node:url';
 import { decodeButton } from '../../commands/custom-id.js';
 import { findCommand } from '../../commands/definitions.js';
 import { runButton, runCommand, type CommandReply, type CommandSettings } from '../../commands/dispatch.js';
-import { failedText, progressText, queuedText, resultCaption, retryingText } from '../../commands/messages.js';
+import { failedText, progressText, queuedText, retryingText } from '../../commands/messages.js';
 import { ErrorCode, UserError, toUserMessage } from '../../src/errors.js';
 import { allowMethods, sendText, type HttpLogger, type RouteHandler } from '../../src/http/server.js';
 import { composeGrid, defaultGutter, gridLayout } from '../../src/image/grid.js';
 import type { GenerationService, JobListener, JobRecord, Requester } from '../../src/service/types.js';
 import { EventHub, clientIdPattern } from './event-hub.js';
 import { parseTypedCommand } from './input.js';
-import { imageUrlFor, jobView, type JobView } from './job-view.js';
+import { captionFor, imageUrlFor, jobView, type JobView } from './job-view.js';
 import { OutputCache } from './output-cache.js';
 
 /** The folder of the page's files. */
@@ -107,7 +107,7 @@ export async function createPlaygroundRoutes(options: PlaygroundRoutesOptions): 
     },
     completed: ({ job, file }) => {
       cache.set(job.id, { data: file.data, contentType: file.contentType, width: file.width, height: file.height });
-      hub.send(clientId, { type: 'completed', jobId: job.id, imageUrl: imageUrlFor(job.id), width: file.width, height: file.height, text: resultCaption(job, { format: 'plain', mention: '' }) });
+      hub.send(clientId, { type: 'completed', jobId: job.id, imageUrl: imageUrlFor(job.id), width: file.width, height: file.height, text: captionFor(job) });
     },
     failed: ({ job, error }) => {
       hub.send(clientId, { type: 'failed', jobId: job.id, text: failedText(error) });

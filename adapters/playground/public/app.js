@@ -134,6 +134,7 @@ function renderView(view) {
   } else {
     part(card, 'status').textContent = view.status === 'cancelled' ? 'Cancelled.' : '';
   }
+  part(card, 'status').hidden = part(card, 'status').textContent === '';
   part(card, 'progress').hidden = rank !== 1;
   if (view.status === 'completed' && view.imageUrl) showImage(card, view.imageUrl, view.alt);
   const error = part(card, 'error');
@@ -170,10 +171,12 @@ function renderButtons(card, rows) {
     for (const spec of row) {
       const button = document.createElement('button');
       button.type = 'button';
-      button.textContent = spec.label;
+      // An emoji-only label (🔄) also gets its words, for fonts without emoji and for clarity.
+      button.textContent = /^[\p{L}\p{N}]/u.test(spec.label) ? spec.label : `${spec.label} ${(spec.ariaLabel ?? '').split(':')[0]}`.trim();
       button.className = spec.style === 'primary' ? 'primary' : '';
       button.dataset.customId = spec.customId;
-      if (spec.description) button.setAttribute('aria-label', `${spec.label}: ${spec.description}`);
+      if (spec.ariaLabel && spec.ariaLabel !== spec.label) button.setAttribute('aria-label', spec.ariaLabel);
+      if (spec.description) button.title = spec.description;
       button.addEventListener('click', () => pressButton(button, spec));
       rowElement.append(button);
     }
@@ -198,6 +201,7 @@ function applyEvent(event) {
   card.rank = rank;
   card.element.dataset.status = rank === 0 ? 'queued' : 'running';
   part(card, 'status').textContent = event.text;
+  part(card, 'status').hidden = false;
   const progress = part(card, 'progress');
   progress.hidden = rank !== 1;
   if (event.type === 'progress') {
@@ -241,7 +245,10 @@ function handleReply(reply) {
   if (reply.kind === 'job') {
     const card = renderView(reply.job);
     remember(reply.job);
-    if (reply.text && card.rank === 0) part(card, 'status').textContent = reply.text;
+    if (reply.text && card.rank === 0) {
+      part(card, 'status').textContent = reply.text;
+      part(card, 'status').hidden = false;
+    }
     return card;
   }
   notify(reply.text, { error: reply.ephemeral && reply.error === true });
