@@ -33,7 +33,7 @@ export interface CliOptions {
   env?: NodeJS.ProcessEnv;
   /** Folder that relative paths are resolved against; process.cwd() by default. */
   cwd?: string;
-  /** Stops a render (Ctrl-C). */
+  /** Stops a render between steps. */
   signal?: AbortSignal;
   /** Tokenizer for `imagine tokenize`; tokenizeForCli by default. */
   tokenize?: (text: string) => Promise<number[]>;
@@ -61,7 +61,7 @@ Renders a 2×2 grid of four images with the configured engine (IMAGINE_MODEL, th
 imagine-shapes model by default) and writes it to --out (imagine-<seed>.png by default; .webp
 writes WebP). --tiles DIR also writes the four images as DIR/1.png..4.png. --model DIR overrides
 IMAGINE_MODEL. tokenize prints CLIP token ids (start and end tokens, no padding) as JSON.
-Exit codes: 0 done, 1 the engine failed, 2 bad arguments or configuration, 130 interrupted.`;
+Exit codes: 0 done, 1 the engine failed, 2 bad arguments or configuration.`;
 
 /** The help text of the CLI: usage plus the prompt flags. */
 export function cliHelpText(): string {
@@ -99,11 +99,15 @@ function parseArguments(argv: readonly string[]): CliArguments {
   return result;
 }
 
+/**
+ * The configured engine, loaded on this thread: a one-shot render gains nothing from a worker (no
+ * acknowledgements to keep fast), and Ctrl-C then stops the process at once.
+ */
 async function defaultEngineFactory(config: Config): Promise<ImageEngine> {
-  // Not a literal import until src/engine/factory.ts lands, so the CLI type-checks without it.
+  // Not a literal import until src/engine/factory.ts is committed, so the CLI type-checks without it.
   const factoryModule = '../engine/factory.js';
   const { createEngine } = (await import(factoryModule)) as { createEngine: (config: Config, options?: { inWorker?: boolean }) => Promise<ImageEngine> };
-  return createEngine(config, { inWorker: true });
+  return createEngine(config, { inWorker: false });
 }
 
 /** Runs the CLI with `argv` (without node and the script) and returns the exit code. Never throws. */
@@ -229,19 +233,9 @@ function reportError(error: unknown, stderr: TextSink, env: NodeJS.ProcessEnv): 
   return error instanceof UserError || error instanceof ConfigError ? exitCodes.usage : exitCodes.failed;
 }
 
-/** Runs the CLI for this process: argv, stdio, Ctrl-C, exit code. */
+/** Runs the CLI for this process: argv, stdio, exit code. Ctrl-C keeps its default (stop at once). */
 export async function main(argv: readonly string[] = process.argv.slice(2)): Promise<void> {
-  const controller = new AbortController();
-  const onInterrupt = (): void => {
-    if (controller.signal.aborted) process.exit(exitCodes.interrupted);
-    controller.abort();
-  };
-  process.on('SIGINT', onInterrupt);
-  try {
-    process.exitCode = await runCli(argv, { signal: controller.signal });
-  } finally {
-    process.off('SIGINT', onInterrupt);
-  }
+  process.exitCode = await runCli(argv);
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
