@@ -109,7 +109,7 @@ describe('every scheduler', () => {
   test.each(schedulerKinds.map((kind) => [kind]))('%s turns bad config values into model errors', (kind) => {
     expect(() => createScheduler(kind, { beta_schedule: 'sigmoid' }, { steps: 4 })).toThrow(ModelError);
     expect(() => createScheduler(kind, { prediction_type: 'flow' }, { steps: 4 })).toThrow(/prediction_type/);
-    expect(() => createScheduler(kind, { num_train_timesteps: '1000' }, { steps: 4 })).toThrow(ModelError);
+    expect(() => createScheduler(kind, { num_train_timesteps: '1000' as unknown as number }, { steps: 4 })).toThrow(ModelError);
     expect(() => createScheduler(kind, { trained_betas: [0.1, 0.2] }, { steps: 4 })).toThrow(ModelError);
   });
 
