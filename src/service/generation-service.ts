@@ -552,6 +552,7 @@ export class QueueGenerationService implements GenerationService {
       this.averageMs[record.kind] += durationSmoothing * (duration - this.averageMs[record.kind]);
       this.metrics.jobCompleted(record.kind, duration);
       this.logger.info({ jobId: record.id, kind: record.kind, user: job.userKey, durationMs: duration, bytes: output.file.data.length }, 'job completed');
+      output.job = copyRecord(record);
       await this.persist(job).catch(() => undefined);
       job.events.push(async () => {
         try {

@@ -55,6 +55,8 @@ describe('imagine', () => {
     });
     expect(final.output.file.contentType).toBe('image/png');
     expect(final.output.file.name).toMatch(/^a-red-circle-.+\.png$/);
+    expect(final.output.job).toMatchObject({ status: 'completed', images: expect.any(Array) });
+    expect(final.output.job.finishedAt).toBeGreaterThanOrEqual(final.output.job.startedAt!);
 
     const stored = await service.getJob(ticket.job.id);
     expect(stored?.status).toBe('completed');
