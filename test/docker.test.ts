@@ -176,6 +176,13 @@ describe('Dockerfile', () => {
     expect(instructions.some((item) => item.keyword === 'ENTRYPOINT' && item.stage === finalStage)).toBe(false);
   });
 
+  test("the README's GPU build instruction names the Dockerfile's build argument", () => {
+    const buildArgs = instructions.filter((item) => item.keyword === 'ARG' && item.stage >= 0).map((item) => item.argument.split('=')[0]!.trim());
+    expect(buildArgs).toContain('ONNXRUNTIME_NODE_INSTALL');
+    const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
+    expect(readme).toContain('--build-arg ONNXRUNTIME_NODE_INSTALL=cuda12');
+  });
+
   test('the check of ignored paths itself works', () => {
     expect(isDockerignored('node_modules', ignorePatterns)).toBe(true);
     expect(isDockerignored('test/docker.test.ts', ignorePatterns)).toBe(true);

@@ -42,6 +42,8 @@ export class EventHub {
     });
     // retry: how long the browser waits before reconnecting after the server went away.
     response.write('retry: 2000\n: connected\n\n');
+    // A reset connection must not become an unhandled 'error' event.
+    response.on('error', () => undefined);
     const streams = this.clients.get(clientId) ?? new Set<ServerResponse>();
     streams.add(response);
     this.clients.set(clientId, streams);
@@ -56,8 +58,9 @@ export class EventHub {
     const streams = this.clients.get(clientId);
     if (!streams) return 0;
     const frame = `event: job\nid: ${event.jobId}\ndata: ${JSON.stringify(event)}\n\n`;
-    for (const stream of streams) stream.write(frame);
-    return streams.size;
+    let reached = 0;
+    for (const stream of streams) if (writeTo(stream, frame)) reached += 1;
+    return reached;
   }
 
   /** Pages connected now. */
@@ -73,6 +76,12 @@ export class EventHub {
   }
 
   private writeAll(text: string): void {
-    for (const streams of this.clients.values()) for (const stream of streams) stream.write(text);
+    for (const streams of this.clients.values()) for (const stream of streams) writeTo(stream, text);
   }
+}
+
+function writeTo(stream: ServerResponse, text: string): boolean {
+  if (stream.writableEnded || stream.destroyed) return false;
+  stream.write(text);
+  return true;
 }
