@@ -7,6 +7,7 @@
 import Keyv from 'keyv';
 import type { Requester } from '../src/service/types.js';
 import { StoreError } from '../src/errors.js';
+import type { Config } from '../src/config/config.js';
 
 /** The per-user limits an admin may change at runtime. */
 export interface LimitValues {
@@ -90,5 +91,29 @@ export function createChannelPolicy(keyv: Keyv = new Keyv({ namespace: 'channel-
     deny: (platform, channelId) => change(platform, channelId, 'denied'),
     clear: (platform, channelId) => change(platform, channelId, undefined),
     list: read,
+  };
+}
+
+/**
+ * {@link LimitControls} that change the configuration object the generation service was built
+ * with. QueueGenerationService reads these four settings on every admission, so a change applies
+ * to the next request of every user; it is not persisted (a restart goes back to the environment).
+ */
+export function configLimitControls(config: Pick<Config, 'rateLimitPerMinute' | 'rateLimitBurst' | 'maxRunningPerUser' | 'maxQueuedPerUser'>): LimitControls {
+  const read = (): LimitValues => ({ ratePerMinute: config.rateLimitPerMinute, burst: config.rateLimitBurst, maxRunning: config.maxRunningPerUser, maxQueued: config.maxQueuedPerUser });
+  return {
+    getLimits: read,
+    setLimits(changes) {
+      for (const [field, value] of Object.entries(changes) as Array<[keyof LimitValues, number | undefined]>) {
+        if (value === undefined) continue;
+        const range = limitRanges[field];
+        if (!Number.isInteger(value) || value < range.min || value > range.max) throw new RangeError(`${field} must be an integer ${range.min}..${range.max}`);
+      }
+      if (changes.ratePerMinute !== undefined) config.rateLimitPerMinute = changes.ratePerMinute;
+      if (changes.burst !== undefined) config.rateLimitBurst = changes.burst;
+      if (changes.maxRunning !== undefined) config.maxRunningPerUser = changes.maxRunning;
+      if (changes.maxQueued !== undefined) config.maxQueuedPerUser = changes.maxQueued;
+      return read();
+    },
   };
 }

@@ -10,7 +10,7 @@ import { pathToFileURL } from 'node:url';
 import { loadConfig, type Config } from '../config/config.js';
 import type { ImageEngine } from '../engine/engine.js';
 import { deriveSeed } from '../engine/random.js';
-import { ConfigError, ImagineError, UserError, isAbortError, redactSecrets } from '../errors.js';
+import { ConfigError, ImagineError, ModelError, UserError, isAbortError, redactSecrets } from '../errors.js';
 import { composeGrid } from '../image/grid.js';
 import { encodeImage } from '../image/encode.js';
 import { helpText, parametersText, progressBar, truncationNotice } from '../../commands/messages.js';
@@ -61,7 +61,7 @@ Renders a 2×2 grid of four images with the configured engine (IMAGINE_MODEL, th
 imagine-shapes model by default) and writes it to --out (imagine-<seed>.png by default; .webp
 writes WebP). --tiles DIR also writes the four images as DIR/1.png..4.png. --model DIR overrides
 IMAGINE_MODEL. tokenize prints CLIP token ids (start and end tokens, no padding) as JSON.
-Exit codes: 0 done, 1 the engine failed, 2 bad arguments or configuration.`;
+Exit codes: 0 done, 1 the engine failed, 2 bad arguments, configuration or model folder.`;
 
 /** The help text of the CLI: usage plus the prompt flags. */
 export function cliHelpText(): string {
@@ -230,7 +230,7 @@ function reportError(error: unknown, stderr: TextSink, env: NodeJS.ProcessEnv): 
   stderr.write(`imagine: ${redactSecrets(message)}${code}\n`);
   if (debug && error instanceof Error && error.stack) stderr.write(`${redactSecrets(error.stack)}\n`);
   else if (!(error instanceof ImagineError)) stderr.write('Set LOG_LEVEL=debug to see the stack trace.\n');
-  return error instanceof UserError || error instanceof ConfigError ? exitCodes.usage : exitCodes.failed;
+  return error instanceof UserError || error instanceof ConfigError || error instanceof ModelError ? exitCodes.usage : exitCodes.failed;
 }
 
 /** Runs the CLI for this process: argv, stdio, exit code. Ctrl-C keeps its default (stop at once). */
