@@ -1,10 +1,65 @@
 /**
  * Seedable pseudo-random numbers that are identical on every machine: xoshiro128** on 32-bit
  * integer arithmetic (Math.imul and shifts only), seeded through splitmix32. Gaussian samples use
- * Box–Muller; V8 ships its own fdlibm-derived Math.log/sin/cos, so they do not depend on the C library.
+ * Box–Muller with a logarithm, sine and cosine written in plain IEEE arithmetic below, because
+ * ECMAScript leaves Math.log/sin/cos implementation-approximated; only Math.sqrt (correctly
+ * rounded everywhere) is borrowed.
  */
 
 const twoPow32 = 4_294_967_296;
+
+const float64 = new Float64Array(1);
+const float64Words = new Uint32Array(float64.buffer);
+const littleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+const highWord = littleEndian ? 1 : 0;
+
+/**
+ * Natural logarithm of a positive finite number, within about 1 ulp of Math.log: split off the
+ * binary exponent, bring the mantissa into [√½, √2), and sum the atanh series 2·(s + s³/3 + …).
+ */
+export function portableLog(value: number): number {
+  float64[0] = value;
+  const high = float64Words[highWord]!;
+  let exponent = ((high >>> 20) & 0x7ff) - 1023;
+  // Set the exponent field to 0 to get the mantissa in [1, 2); subnormals are pre-scaled.
+  if (exponent === -1023) {
+    float64[0] = value * 2 ** 54;
+    exponent = ((float64Words[highWord]! >>> 20) & 0x7ff) - 1023 - 54;
+  }
+  float64Words[highWord] = (float64Words[highWord]! & 0x800fffff) | 0x3ff00000;
+  let mantissa = float64[0]!;
+  if (mantissa > Math.SQRT2) {
+    mantissa /= 2;
+    exponent += 1;
+  }
+  const s = (mantissa - 1) / (mantissa + 1);
+  const s2 = s * s;
+  // |s| ≤ 0.1716, so terms past s^23 are below 1e-18 of the result.
+  let series = 1 / 23;
+  for (let odd = 21; odd >= 1; odd -= 2) series = series * s2 + 1 / odd;
+  return exponent * Math.LN2 + 2 * s * series;
+}
+
+/** sin and cos of 2π·turns for turns in [0, 1), by quadrant reduction and Taylor series on [−π/4, π/4]. */
+export function portableSinCos(turns: number): { sin: number; cos: number } {
+  const quarters = turns * 4;
+  const quadrant = Math.round(quarters);
+  const x = (quarters - quadrant) * (Math.PI / 2);
+  const x2 = x * x;
+  // Horner forms of the Taylor series up to x^19 / x^18: truncation below 1e-18 on [−π/4, π/4].
+  let sine = 0;
+  for (let n = 19; n >= 3; n -= 2) sine = (sine + (n % 4 === 3 ? -1 : 1)) * x2 / (n * (n - 1));
+  sine = x + x * sine;
+  let cosine = 0;
+  for (let n = 18; n >= 2; n -= 2) cosine = (cosine + (n % 4 === 2 ? -1 : 1)) * x2 / (n * (n - 1));
+  cosine = 1 + cosine;
+  switch (((quadrant % 4) + 4) % 4) {
+    case 0: return { sin: sine, cos: cosine };
+    case 1: return { sin: cosine, cos: -sine };
+    case 2: return { sin: -sine, cos: -cosine };
+    default: return { sin: -cosine, cos: sine };
+  }
+}
 
 /** splitmix32's output mix, also used to derive seeds. */
 function mix32(value: number): number {
@@ -81,10 +136,10 @@ export class Random {
       return spare;
     }
     // 1 - u lies in (0, 1], so the logarithm is finite.
-    const radius = Math.sqrt(-2 * Math.log(1 - this.nextFloat()));
-    const angle = 2 * Math.PI * this.nextFloat();
-    this.spareGaussian = radius * Math.sin(angle);
-    return radius * Math.cos(angle);
+    const radius = Math.sqrt(-2 * portableLog(1 - this.nextFloat()));
+    const { sin, cos } = portableSinCos(this.nextFloat());
+    this.spareGaussian = radius * sin;
+    return radius * cos;
   }
 
   /** Fills `target` with standard normal samples, in index order, and returns it. */
