@@ -7,7 +7,7 @@ import type { Config } from '../src/config/config.js';
 import type { EngineCapabilities, VariationStrength } from '../src/engine/engine.js';
 import { ErrorCode, UserError, toUserMessage } from '../src/errors.js';
 import type { DeliveryOptions, GenerationService, JobListener, JobTicket, Requester } from '../src/service/types.js';
-import { isAdmin, limitRanges, type ChannelPolicy, type LimitControls, type LimitValues } from './admin.js';
+import { configLimitControls, isAdmin, limitRanges, type ChannelPolicy, type LimitControls, type LimitValues } from './admin.js';
 import { decodeButton, jobIdPattern } from './custom-id.js';
 import { adjustableLimits, adminActions, findCommand, optionNames, type AdjustableLimit, type AdminAction } from './definitions.js';
 import { cancelledText, helpText, infoText, queuedText, settingsText, type TextFormat } from './messages.js';
@@ -38,11 +38,18 @@ export interface CommandSettings {
   onError?: (error: unknown, where: string) => void;
 }
 
-/** Builds {@link CommandSettings} from the configuration and the engine's capabilities. */
-export function commandSettingsFor(config: Pick<Config, 'blockedWords' | 'admins'>, capabilities?: Pick<EngineCapabilities, 'sizes' | 'limits'>, extras: CommandSettings = {}): CommandSettings {
+/**
+ * Builds {@link CommandSettings} from the configuration and the engine's capabilities. Given the
+ * whole configuration (the object the service was built with), admins may change limits at
+ * runtime through it. For persistent user settings and channel lists use `openCommandSettings`
+ * (commands/command-settings.ts).
+ */
+export function commandSettingsFor(config: Pick<Config, 'blockedWords' | 'admins'> & Partial<Config>, capabilities?: Pick<EngineCapabilities, 'sizes' | 'limits'>, extras: CommandSettings = {}): CommandSettings {
+  const hasLimits = [config.rateLimitPerMinute, config.rateLimitBurst, config.maxRunningPerUser, config.maxQueuedPerUser].every((value) => typeof value === 'number');
   return {
     blockedWords: config.blockedWords,
     admins: config.admins,
+    ...(hasLimits ? { limitControls: configLimitControls(config as Config) } : {}),
     ...(capabilities ? { aspectRatios: Object.keys(capabilities.sizes), limits: capabilities.limits } : {}),
     ...extras,
   };

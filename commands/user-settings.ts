@@ -67,19 +67,26 @@ export function createUserSettingsStore(keyv: Keyv = new Keyv({ namespace: 'user
 }
 
 /**
- * The store the configuration asks for: Redis when `STORE_URL` is a redis:// URL (or `QUEUE=redis`),
- * otherwise a SQLite file (`STORE_URL=sqlite://path`, or `DATA_DIR/user-settings.sqlite`).
+ * A Keyv for commands' own state, in the backend the configuration names: Redis when `STORE_URL`
+ * is a redis:// URL (or `QUEUE=redis`), otherwise a SQLite file next to the job store
+ * (`STORE_URL=sqlite://path` → `path-<name>.sqlite`, or `DATA_DIR/<name>.sqlite`).
  */
-export async function openUserSettingsStore(config: Pick<Config, 'storeUrl' | 'dataDir' | 'queue' | 'redisUrl'>): Promise<UserSettingsStore> {
+export async function openCommandKeyv(config: Pick<Config, 'storeUrl' | 'dataDir' | 'queue' | 'redisUrl'>, name: string): Promise<Keyv> {
   const url = config.storeUrl ?? (config.queue === 'redis' ? config.redisUrl : undefined);
   if (url && /^rediss?:\/\//.test(url)) {
     const { default: KeyvRedis } = await import('@keyv/redis');
-    return createUserSettingsStore(new Keyv({ store: new KeyvRedis(url), namespace: 'imagine-user-settings' }));
+    return new Keyv({ store: new KeyvRedis(url), namespace: `imagine-${name}` });
   }
-  const file = url?.startsWith('sqlite://') ? url.slice('sqlite://'.length).replace(/\.sqlite$/, '-user-settings.sqlite') : path.join(config.dataDir, 'user-settings.sqlite');
+  if (url?.startsWith('memory:')) return new Keyv({ namespace: name });
+  const file = url?.startsWith('sqlite://') ? `${url.slice('sqlite://'.length).replace(/\.sqlite$/, '')}-${name}.sqlite` : path.join(config.dataDir, `${name}.sqlite`);
   mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
   const { default: KeyvSqlite } = await import('@keyv/sqlite');
-  return createUserSettingsStore(new Keyv({ store: new KeyvSqlite({ uri: `sqlite://${file}`, table: 'user_settings' }), namespace: 'user-settings' }));
+  return new Keyv({ store: new KeyvSqlite({ uri: `sqlite://${file}`, table: name.replace(/-/g, '_') }), namespace: name });
+}
+
+/** The user settings store the configuration asks for (see {@link openCommandKeyv}). */
+export async function openUserSettingsStore(config: Pick<Config, 'storeUrl' | 'dataDir' | 'queue' | 'redisUrl'>): Promise<UserSettingsStore> {
+  return createUserSettingsStore(await openCommandKeyv(config, 'user-settings'));
 }
 
 function clean(settings: UserSettings): UserSettings {

@@ -75,3 +75,36 @@ describe('channel policy', () => {
     expect(await policy.list()).toEqual({ allowed: [], denied: [] });
   });
 });
+
+describe('openCommandSettings', () => {
+  test('opens persistent stores next to the job store and wires limits and engine sizes', async () => {
+    const { openCommandSettings } = await import('../../commands/command-settings.js');
+    const { loadConfig } = await import('../../src/config/config.js');
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'imagine-command-settings-'));
+    try {
+      const config = loadConfig({ dataDir, logLevel: 'silent' }, {}, false);
+      const sizes = { '1:1': { width: 8, height: 8 }, '2:1': { width: 16, height: 8 } };
+      const first = await openCommandSettings({ config, capabilities: { sizes, limits: { minSteps: 1, maxSteps: 9, minGuidance: 0, maxGuidance: 9 } } });
+      expect(first.aspectRatios).toEqual(['1:1', '2:1']);
+      await first.userSettings!.update(ada, { aspectRatio: '2:1' });
+      await first.channels!.deny('discord', 'c9');
+      await first.limitControls!.setLimits({ burst: 7 });
+      expect(config.rateLimitBurst).toBe(7);
+      await first.close();
+      const second = await openCommandSettings({ config });
+      expect(await second.userSettings!.get(ada)).toEqual({ aspectRatio: '2:1' });
+      expect(await second.channels!.isAllowed({ platform: 'discord', channelId: 'c9' })).toBe(false);
+      await second.close();
+    } finally {
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  test('a bad regular expression in BLOCKED_WORDS stops start-up with a ConfigError', async () => {
+    const { openCommandSettings } = await import('../../commands/command-settings.js');
+    const { loadConfig } = await import('../../src/config/config.js');
+    const { ConfigError } = await import('../../src/errors.js');
+    const config = loadConfig({ blockedWords: ['/(unclosed/'], logLevel: 'silent' }, {}, false);
+    await expect(openCommandSettings({ config, inMemory: true })).rejects.toBeInstanceOf(ConfigError);
+  });
+});
