@@ -30,11 +30,14 @@ export function formatDuration(ms: number): string {
   return rest === 0 ? `about ${hours} h` : `about ${hours} h ${rest} min`;
 }
 
-/** "Queued — #3 in line, starting in about 40 s." */
+/**
+ * "Queued — #3 in line, ready in about 40 s." `position` 0 means the job is already running;
+ * `etaMs` is the service's estimate of when the images will be ready.
+ */
 export function queuedText(position: number, etaMs: number): string {
-  if (!Number.isFinite(position) || position <= 0) return `Starting… (ready in ${formatDuration(etaMs)})`;
+  if (!Number.isFinite(position) || position <= 0) return `Starting… ready in ${formatDuration(etaMs)}.`;
   const place = position === 1 ? '#1 in line (next up)' : `#${Math.round(position)} in line`;
-  return `Queued — ${place}, starting in ${formatDuration(etaMs)}.`;
+  return `Queued — ${place}, ready in ${formatDuration(etaMs)}.`;
 }
 
 /** A ten-segment text progress bar. */

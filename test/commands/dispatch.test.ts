@@ -29,7 +29,7 @@ describe('runCommand imagine', () => {
     const reply = await runCommand(as(ada), 'imagine', { prompt: 'a fox --no snow', aspect_ratio: '16:9', chaos: 30, seed: undefined });
     expect(reply.kind).toBe('job');
     if (reply.kind !== 'job') return;
-    expect(reply.text).toBe('Queued — #1 in line (next up), starting in about 10 s.');
+    expect(reply.text).toBe('Queued — #1 in line (next up), ready in about 10 s.');
     const call = service.calls[0]!;
     expect(call.method).toBe('imagine');
     expect(call.args[0]).toEqual({ prompt: 'a fox', negativePrompt: 'snow', aspectRatio: '16:9', seed: 99, chaos: 30 });

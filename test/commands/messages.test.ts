@@ -5,7 +5,7 @@ import { jobRecord } from './job-record.js';
 
 describe('messages', () => {
   test('queued text names the place in line and the wait', () => {
-    expect(queuedText(3, 40_000)).toBe('Queued — #3 in line, starting in about 40 s.');
+    expect(queuedText(3, 40_000)).toBe('Queued — #3 in line, ready in about 40 s.');
     expect(queuedText(1, 5000)).toContain('#1');
     expect(queuedText(0, 0)).toContain('Starting');
   });
