@@ -81,6 +81,19 @@ describe('WorkerEngine', () => {
   });
 });
 
+describe('createEngine with a Stable Diffusion folder', () => {
+  it('runs it in the worker too', async () => {
+    const engine = await createEngine({ ...config, model: fixture('sd-float-timestep') });
+    try {
+      expect(engine.capabilities.family).toBe('stable-diffusion');
+      const result = await engine.generate({ prompt: 'x', width: 32, height: 32, seeds: [1, 2], steps: 3 });
+      expect(result.images.map((image) => image.image.data.length)).toEqual([32 * 32 * 3, 32 * 32 * 3]);
+    } finally {
+      await engine.close();
+    }
+  });
+});
+
 describe('createEngine errors', () => {
   it('rejects a broken model with the ModelError raised in the worker (class, file and expectation intact)', async () => {
     const error = await createEngine({ ...config, model: fixture('broken/mismatched-decoder') }).catch((caught: unknown) => caught);
