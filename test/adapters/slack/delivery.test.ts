@@ -1,0 +1,108 @@
+/**
+ * One job's messages on Slack, driven directly: the gate that keeps the "queued" reply first,
+ * progress edits at most once per interval (on a manual clock), failure notices, and the
+ * response_url fallback for ephemeral messages.
+ */
+import { webApi } from '@slack/bolt';
+import { decodeButton } from '../../../commands/custom-id.js';
+import { SlackJobDelivery, tellUser, type SlackDeliveryContext } from '../../../adapters/slack/delivery.js';
+import { ErrorCode, JobError, serializeError } from '../../../src/errors.js';
+import { silentLogger } from '../../../src/logger.js';
+import type { JobRecord, MessageReference } from '../../../src/service/types.js';
+import { FakeSlack } from '../../fakes/fake-slack/fake-slack.js';
+
+const job: JobRecord = {
+  id: 'job_abc123',
+  kind: 'imagine',
+  status: 'running',
+  requester: { platform: 'slack', userId: 'U0ALICE' },
+  parameters: { prompt: 'a <b>bold</b> *cat* @here', aspectRatio: '1:1', seed: 5, chaos: 0 },
+  seeds: [1, 2, 3, 4],
+  width: 32,
+  height: 32,
+  engine: 'fake',
+  createdAt: 0,
+};
+
+describe('SlackJobDelivery', () => {
+  let fake: FakeSlack;
+  let clock: number;
+  let attached: Array<{ jobId: string; message: MessageReference }>;
+  let context: SlackDeliveryContext;
+
+  beforeEach(async () => {
+    fake = await FakeSlack.start();
+    clock = 1_000_000;
+    attached = [];
+    context = {
+      client: new webApi.WebClient(fake.botToken, { slackApiUrl: fake.apiUrl, logLevel: webApi.LogLevel.ERROR, retryConfig: { retries: 2, minTimeout: 10, maxTimeout: 20 } }),
+      service: {
+        attachMessage: async (jobId, message) => {
+          attached.push({ jobId, message });
+        },
+      },
+      logger: silentLogger(),
+      progressIntervalMs: 2000,
+      now: () => clock,
+      isTrustedResponseUrl: (url) => url.startsWith(fake.apiUrl.replace('/api/', '/')),
+    };
+  });
+
+  afterEach(async () => {
+    await fake.close();
+  });
+
+  test('holds job events until the reply has been shown', async () => {
+    const delivery = new SlackJobDelivery({ channelId: 'C1', userId: 'U0ALICE' }, context);
+    const started = delivery.started({ job, etaMs: 5000 });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(fake.calls).toHaveLength(0);
+    delivery.open();
+    await started;
+    expect(fake.callsOf('chat.postMessage')).toHaveLength(1);
+  });
+
+  test('edits the status at most once per interval, always for forced changes', async () => {
+    const delivery = new SlackJobDelivery({ channelId: 'C1', userId: 'U0ALICE' }, context);
+    delivery.open();
+    await delivery.started({ job, etaMs: 5000 });
+    for (const fraction of [0.1, 0.2, 0.3, 0.4]) await delivery.progress({ job, fraction, etaMs: 1000 });
+    expect(fake.callsOf('chat.update')).toHaveLength(0);
+    clock += 1999;
+    await delivery.progress({ job, fraction: 0.5, etaMs: 1000 });
+    expect(fake.callsOf('chat.update')).toHaveLength(0);
+    clock += 1;
+    await delivery.progress({ job, fraction: 0.6, etaMs: 1000 });
+    expect(fake.callsOf('chat.update')).toHaveLength(1);
+    expect(fake.messages[0]!.text).toContain('60%');
+    await delivery.retrying({ job, attempt: 1 });
+    expect(fake.callsOf('chat.update')).toHaveLength(2);
+    // The prompt is shown as text: Slack markup and mentions in it are escaped.
+    expect(fake.messages[0]!.text).toContain('&lt;b&gt;');
+    expect(fake.messages[0]!.text).not.toMatch(/(^|[^\u200b])@here/);
+  });
+
+  test('a failed job: the status says so and the user gets an ephemeral notice with 🔄', async () => {
+    const delivery = new SlackJobDelivery({ channelId: 'C1', userId: 'U0ALICE', threadTs: '9.9' }, context);
+    delivery.open();
+    await delivery.started({ job, etaMs: 5000 });
+    const error = serializeError(new JobError(ErrorCode.TimedOut, 'The job took too long and was stopped.', job.id));
+    await delivery.failed({ job: { ...job, status: 'failed', error }, error });
+    expect(fake.messages[0]!.text).toContain('took too long');
+    expect(fake.messages[0]!.threadTs).toBe('9.9');
+    const [notice] = fake.ephemerals;
+    expect(notice).toMatchObject({ channel: 'C1', user: 'U0ALICE', threadTs: '9.9' });
+    expect(notice!.text).toContain('took too long');
+    const retry = notice!.blocks!.find((block) => block.type === 'actions')!.elements![0]!;
+    expect(decodeButton(retry.action_id!)).toEqual({ kind: 'reroll', jobId: job.id });
+  });
+
+  test('ephemeral messages fall back to a trusted response_url, and never to an untrusted one', async () => {
+    fake.inject('chat.postEphemeral', { error: 'channel_not_found', times: 2 });
+    const trusted = fake.responseUrl();
+    expect(await tellUser(context, { channelId: 'C1', userId: 'U1', responseUrl: trusted }, 'hello')).toBe(true);
+    expect(fake.responses).toEqual([{ id: trusted.split('/').pop(), body: expect.objectContaining({ response_type: 'ephemeral', text: 'hello' }) }]);
+    expect(await tellUser(context, { channelId: 'C1', userId: 'U1', responseUrl: 'http://169.254.169.254/latest' }, 'hello')).toBe(false);
+    expect(fake.responses).toHaveLength(1);
+  });
+});
