@@ -69,6 +69,29 @@ export class FairScheduler<T> {
     return all.map((entry) => entry.item);
   }
 
+  /**
+   * The 1-based place a waiting job has in {@link ordered}, without sorting (O(n)); 0 when it is
+   * not waiting. `ahead` receives every job that runs before it.
+   */
+  positionOf(item: T, ahead?: (other: T) => void): number {
+    let target: Entry<T> | undefined;
+    for (const entries of this.lanes.values()) {
+      target = entries.find((entry) => entry.item === item);
+      if (target) break;
+    }
+    if (!target) return 0;
+    let position = 1;
+    for (const entries of this.lanes.values()) {
+      for (const entry of entries) {
+        // A lane's tags only grow, so the rest of this lane runs after the target.
+        if (entry.tag > target.tag || (entry.tag === target.tag && entry.sequence >= target.sequence)) break;
+        position += 1;
+        ahead?.(entry.item);
+      }
+    }
+    return position;
+  }
+
   /** The jobs in one lane, oldest first. */
   laneItems(lane: string): T[] {
     return (this.lanes.get(lane) ?? []).map((entry) => entry.item);

@@ -158,6 +158,7 @@ export class QueueGenerationService implements GenerationService {
   private readonly laneLimits = new Map<string, number>();
   private readonly averageMs: Record<JobKind, number>;
   private dispatched = 0;
+  private refreshScheduled = false;
   private accepting = true;
   private shutdownPromise: Promise<void> | undefined;
 
@@ -243,7 +244,7 @@ export class QueueGenerationService implements GenerationService {
     if (job.state === 'queued') {
       this.scheduler.remove((candidate) => candidate === job);
       this.finishFailed(job, this.abortError(job));
-      this.refreshPositions();
+      this.scheduleRefresh();
     } else {
       job.controller.abort();
     }
@@ -343,14 +344,39 @@ export class QueueGenerationService implements GenerationService {
     this.active.set(record.id, job);
     this.laneLimits.set(key, limits.maxRunning);
     this.scheduler.enqueue(key, job);
-    void this.persist(job).catch(() => undefined);
+    // Written after the acknowledgement: the ack path stays short even in a burst of commands.
+    setImmediate(() => void this.persist(job).catch(() => undefined));
     this.logger.info({ jobId: record.id, kind: record.kind, user: key, queued: this.scheduler.size }, 'job admitted');
     this.pump();
-    const estimates = this.estimates();
-    const position = job.state === 'queued' ? this.scheduler.ordered().indexOf(job) + 1 : 0;
-    const etaMs = Math.round(estimates.get(job) ?? this.averageMs[record.kind]);
-    this.refreshPositions(estimates);
+    const { position, etaMs } = this.quickEstimate(job);
+    this.scheduleRefresh();
     return { job: copyRecord(record), position, etaMs };
+  }
+
+  /**
+   * A job's place and expected finish without sorting the queue (O(n)), for acknowledgements.
+   * Exact for one slot; with several it spreads the work ahead evenly over the slots.
+   */
+  private quickEstimate(job: ActiveJob): { position: number; etaMs: number } {
+    const own = this.averageMs[job.record.kind];
+    if (job.state !== 'queued') return { position: 0, etaMs: Math.round(job.state === 'running' ? this.remainingMs(job) : own) };
+    let aheadMs = 0;
+    const position = this.scheduler.positionOf(job, (other) => (aheadMs += this.averageMs[other.record.kind]));
+    const free: number[] = [];
+    for (const other of this.active.values()) if (other.state === 'running') free.push(this.remainingMs(other));
+    while (free.length < this.slots) free.push(0);
+    const startMs = this.slots === 1 ? free[0]! + aheadMs : (free.reduce((sum, value) => sum + value, 0) + aheadMs) / this.slots;
+    return { position, etaMs: Math.round(startMs + own) };
+  }
+
+  /** Position updates for a burst of changes go out once, after the burst. */
+  private scheduleRefresh(): void {
+    if (this.refreshScheduled) return;
+    this.refreshScheduled = true;
+    setImmediate(() => {
+      this.refreshScheduled = false;
+      this.refreshPositions();
+    });
   }
 
   private tooManyRunning(key: string, running: number, limits: UserLimits): LimitError {
@@ -361,9 +387,8 @@ export class QueueGenerationService implements GenerationService {
   }
 
   private tooManyQueued(waiting: ActiveJob[], limits: UserLimits): LimitError {
-    const estimates = this.estimates();
     const head = waiting[0]!;
-    const retryAfterMs = Math.max(1000, (estimates.get(head) ?? this.averageMs[head.record.kind]) - this.averageMs[head.record.kind]);
+    const retryAfterMs = Math.max(1000, this.quickEstimate(head).etaMs - this.averageMs[head.record.kind]);
     return new LimitError(ErrorCode.TooManyQueued, `You already have ${waiting.length} job${waiting.length === 1 ? '' : 's'} waiting (the limit is ${limits.maxQueued}). You can start another job in ${formatWait(retryAfterMs)}, when the first of them starts.`, retryAfterMs);
   }
 
@@ -462,7 +487,7 @@ export class QueueGenerationService implements GenerationService {
       job.state = 'running';
       void this.queue.add(() => this.run(job));
     }
-    if (started) this.refreshPositions();
+    if (started) this.scheduleRefresh();
   }
 
   /** Expected milliseconds from now until each queued or running job finishes. */
@@ -578,7 +603,7 @@ export class QueueGenerationService implements GenerationService {
       if (running > 0) this.runningByUser.set(job.userKey, running);
       else this.runningByUser.delete(job.userKey);
       this.pump();
-      this.refreshPositions();
+      this.scheduleRefresh();
     }
   }
 
