@@ -121,6 +121,7 @@ function renderView(view) {
   const card = cardFor(view.id);
   const rank = statusRank[view.status] ?? 0;
   if (rank < card.rank) return card;
+  const sameState = rank === card.rank;
   card.rank = rank;
   card.view = view;
   card.element.dataset.status = view.status;
@@ -128,7 +129,8 @@ function renderView(view) {
   const meta = [describeKind(view), view.aspectRatio, `seed ${view.seed}`, new Date(view.createdAt).toLocaleTimeString()];
   part(card, 'meta').textContent = meta.filter(Boolean).join(' · ');
   if (view.status === 'queued' || view.status === 'running') {
-    part(card, 'status').textContent = view.statusText ?? (view.status === 'queued' ? 'Waiting in the queue…' : 'Drawing…');
+    // Live events say more (position, percentage) than a record; keep their text.
+    if (!sameState || !part(card, 'status').textContent) part(card, 'status').textContent = view.status === 'queued' ? 'Waiting in the queue…' : 'Generating…';
   } else if (view.status === 'completed') {
     part(card, 'status').textContent = '';
   } else {

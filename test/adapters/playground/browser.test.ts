@@ -78,8 +78,6 @@ describe('playground in Chromium', () => {
     await newestCard(page).waitFor({ timeout: 10_000 });
     const gridJobId = (await newestCard(page).getAttribute('data-job-id'))!;
     const gridCard = page.locator(`#job-${gridJobId}`);
-    // Queue position or live progress shows while the job runs.
-    await expect(gridCard.locator('.job-status').textContent({ timeout: 10_000 })).resolves.toMatch(/Queued|Starting|Generating/);
     const grid = await completedCardImage(gridCard);
     expect(grid.width).toBeGreaterThan(grid.height);
     expect(grid.alt).toContain('a red circle');
@@ -146,6 +144,41 @@ describe('playground in Chromium', () => {
     }
     await expect(restored.nth(2).locator('.job-title').textContent()).resolves.toBe('a red circle');
     await page.screenshot({ path: path.join(artifacts, '4-history-after-reload.png'), fullPage: true });
+    expect(pageErrors).toEqual([]);
+  });
+
+  test('shows the queue position of a waiting job and the live progress of a running one', async () => {
+    harness.engine.configure({ hold: true, stepDelayMs: 150 });
+    const prompt = page.getByLabel('Prompt', { exact: true });
+    const callsBefore = harness.engine.calls.length;
+    await prompt.fill('a slow blue square');
+    await prompt.press('Enter');
+    await page.locator('#jobs > li.job', { hasText: 'a slow blue square' }).waitFor();
+    await harness.engine.waitForCalls(callsBefore + 1);
+    await prompt.fill('a waiting green circle');
+    await prompt.press('Enter');
+    const waiting = page.locator('#jobs > li.job', { hasText: 'a waiting green circle' });
+    const running = page.locator('#jobs > li.job', { hasText: 'a slow blue square' });
+    await waiting.locator('.job-status', { hasText: '#1 in line' }).waitFor({ timeout: 10_000 });
+    await running.locator('.job-status', { hasText: 'Generating' }).waitFor({ timeout: 10_000 });
+    await expect(running.locator('progress.job-progress').isVisible()).resolves.toBe(true);
+
+    harness.engine.releaseAll();
+    // The bar moves while the job runs, before the grid replaces it.
+    await page.waitForFunction(() => {
+      const bar = [...document.querySelectorAll('#jobs > li.job')].find((card) => card.textContent?.includes('a slow blue square'))?.querySelector('progress');
+      return bar instanceof HTMLProgressElement && bar.value > 0 && bar.value < 1;
+    }, undefined, { timeout: 15_000 });
+    await page.screenshot({ path: path.join(artifacts, '5-queue-and-progress.png'), fullPage: true });
+    const runningImage = await completedCardImage(running);
+    const waitingImage = await completedCardImage(waiting);
+    expect(runningImage.alt).toContain('a slow blue square');
+    expect(waitingImage.alt).toContain('a waiting green circle');
+    await expect(running.locator('progress.job-progress').isHidden()).resolves.toBe(true);
+    harness.engine.configure({ stepDelayMs: 40 });
+
+    await page.emulateMedia({ colorScheme: 'dark' });
+    await page.screenshot({ path: path.join(artifacts, '6-dark.png'), fullPage: false });
     expect(pageErrors).toEqual([]);
   });
 });
