@@ -104,9 +104,8 @@ function parseArguments(argv: readonly string[]): CliArguments {
  * acknowledgements to keep fast), and Ctrl-C then stops the process at once.
  */
 async function defaultEngineFactory(config: Config): Promise<ImageEngine> {
-  // Not a literal import until src/engine/factory.ts is committed, so the CLI type-checks without it.
-  const factoryModule = '../engine/factory.js';
-  const { createEngine } = (await import(factoryModule)) as { createEngine: (config: Config, options?: { inWorker?: boolean }) => Promise<ImageEngine> };
+  // Imported here so that --help, tokenize and argument errors never load onnxruntime.
+  const { createEngine } = await import('../engine/factory.js');
   return createEngine(config, { inWorker: false });
 }
 
