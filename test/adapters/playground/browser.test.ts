@@ -166,7 +166,7 @@ describe('playground in Chromium', () => {
     harness.engine.releaseAll();
     // The bar moves while the job runs, before the grid replaces it.
     await page.waitForFunction(() => {
-      const bar = [...document.querySelectorAll('#jobs > li.job')].find((card) => card.textContent?.includes('a slow blue square'))?.querySelector('progress');
+      const bar = Array.from(document.querySelectorAll('#jobs > li.job')).find((card) => card.textContent?.includes('a slow blue square'))?.querySelector('progress');
       return bar instanceof HTMLProgressElement && bar.value > 0 && bar.value < 1;
     }, undefined, { timeout: 15_000 });
     await page.screenshot({ path: path.join(artifacts, '5-queue-and-progress.png'), fullPage: true });
