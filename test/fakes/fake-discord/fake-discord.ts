@@ -104,6 +104,8 @@ export class FakeDiscord {
   readonly #events = new EventEmitter();
   readonly #sessions = new Map<string, GatewaySession>();
   readonly #failures: InjectedFailure[] = [];
+  /** Interactions POSTed to an HTTP-mode bot whose HTTP response has not been applied yet. */
+  readonly #awaitingHttpResponse = new Map<string, Promise<void>>();
   readonly #heartbeatIntervalMs: number;
   readonly #signingKey: KeyObject;
   /** The hex Ed25519 public key a bot in HTTP mode verifies with (DISCORD_PUBLIC_KEY). */
@@ -305,6 +307,19 @@ export class FakeDiscord {
       headers['x-signature-ed25519'] = signed.toString('hex');
       headers['x-signature-timestamp'] = timestamp;
     }
+    const token = typeof interaction.token === 'string' ? interaction.token : undefined;
+    // Discord learns of the answer only from the HTTP response: calls for this token wait for it.
+    let applied: () => void = () => undefined;
+    if (token) this.#awaitingHttpResponse.set(token, new Promise<void>((resolve) => (applied = resolve)));
+    try {
+      return await this.#postSigned(url, body, headers, interaction, token);
+    } finally {
+      if (token) this.#awaitingHttpResponse.delete(token);
+      applied();
+    }
+  }
+
+  async #postSigned(url: string, body: string, headers: Record<string, string>, interaction: Record<string, unknown>, token: string | undefined): Promise<{ status: number; body: unknown }> {
     const response = await fetch(url, { method: 'POST', headers, body });
     const text = await response.text();
     let parsed: unknown = text;
@@ -313,7 +328,6 @@ export class FakeDiscord {
     } catch {
       // keep the text
     }
-    const token = typeof interaction.token === 'string' ? interaction.token : undefined;
     this.httpResponses.push({ status: response.status, body: parsed, interactionToken: token });
     if (response.ok && token && this.interactions.has(token) && isRecord(parsed)) {
       const outcome = this.#applyCallback(this.interactions.get(token)!, parsed, []);
@@ -332,6 +346,9 @@ export class FakeDiscord {
     const versioned = /^\/api\/v10(\/.*)$/.exec(url.pathname);
     const path = (versioned?.[1] ?? url.pathname).split('/').map((part) => decodeURIComponent(part)).join('/');
     const { json, files } = await parsePayload(request.headers['content-type'], raw);
+    const tokenInPath = /^\/(?:interactions\/[^/]+|webhooks\/[^/]+)\/([^/]+)/.exec(path)?.[1];
+    const pendingHttp = tokenInPath === undefined ? undefined : this.#awaitingHttpResponse.get(tokenInPath);
+    if (pendingHttp) await pendingHttp;
     const authorization = request.headers.authorization;
     const call: RecordedCall = {
       method,

@@ -1,0 +1,125 @@
+/**
+ * Discord's HTTP interactions endpoint: POST /interactions, verified with Ed25519
+ * (X-Signature-Ed25519 over X-Signature-Timestamp + raw body, with DISCORD_PUBLIC_KEY). A bad or
+ * missing signature gets 401 and no work. The first answer goes back in the HTTP response body;
+ * everything after goes out through the same REST calls as in gateway mode.
+ */
+import { createPublicKey, verify, type KeyObject } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { InteractionResponseType, MessageFlags, type APIInteraction, type APIInteractionResponse } from 'discord.js';
+import { ConfigError, serializeError } from '../../src/errors.js';
+import type { Logger } from '../../src/logger.js';
+import type { InteractionHandler } from './interactions.js';
+
+/** Interactions are small; anything bigger is not from Discord. */
+const maxBodyBytes = 1024 * 1024;
+/** Discord closes the interaction after 3 s; answer "thinking…" before then if the handler has not. */
+const responseDeadlineMs = 2500;
+
+/** Reads DISCORD_PUBLIC_KEY (64 hex digits) into a key object. */
+export function publicKeyFromHex(hex: string): KeyObject {
+  if (!/^[0-9a-fA-F]{64}$/.test(hex)) throw new ConfigError('DISCORD_PUBLIC_KEY', 'a hex Ed25519 public key', 'is not 64 hex digits', 'discordPublicKey');
+  return createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(hex, 'hex').toString('base64url') }, format: 'jwk' });
+}
+
+/** True when `signature` (hex) signs `timestamp + body` under `key`. */
+export function verifySignature(key: KeyObject, signature: string | undefined, timestamp: string | undefined, body: Buffer): boolean {
+  if (!signature || !timestamp || !/^[0-9a-fA-F]{128}$/.test(signature)) return false;
+  try {
+    return verify(null, Buffer.concat([Buffer.from(timestamp, 'utf8'), body]), key, Buffer.from(signature, 'hex'));
+  } catch {
+    return false;
+  }
+}
+
+export interface InteractionsEndpoint {
+  /** e.g. http://127.0.0.1:8787/interactions */
+  readonly url: string;
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+/** Starts the endpoint on `host:port` (port 0 picks a free one). */
+export async function startInteractionsEndpoint(options: { publicKey: string; host: string; port: number; handler: InteractionHandler; logger: Logger }): Promise<InteractionsEndpoint> {
+  const key = publicKeyFromHex(options.publicKey);
+  const { handler, logger } = options;
+  const server: Server = createServer((request, response) => {
+    void serve(request, response).catch((error: unknown) => {
+      logger.error({ err: serializeError(error) }, 'Discord interactions endpoint failed');
+      if (!response.headersSent) reply(response, 500, { error: 'internal error' });
+    });
+  });
+
+  async function serve(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    const path = new URL(request.url ?? '/', 'http://endpoint').pathname;
+    if (path !== '/interactions') return reply(response, 404, { error: 'not found' });
+    if (request.method !== 'POST') return reply(response, 405, { error: 'method not allowed' });
+    const body = await readBody(request);
+    if (body === undefined) return reply(response, 413, { error: 'body too large' });
+    const signature = header(request, 'x-signature-ed25519');
+    const timestamp = header(request, 'x-signature-timestamp');
+    if (!verifySignature(key, signature, timestamp, body)) return reply(response, 401, { error: 'invalid request signature' });
+    let interaction: APIInteraction;
+    try {
+      interaction = JSON.parse(body.toString('utf8')) as APIInteraction;
+    } catch {
+      return reply(response, 400, { error: 'body is not JSON' });
+    }
+
+    let answer: (value: APIInteractionResponse) => void = () => undefined;
+    const answered = new Promise<APIInteractionResponse>((resolve) => (answer = resolve));
+    let sent: () => void = () => undefined;
+    const delivered = new Promise<void>((resolve) => (sent = resolve));
+    const respond = async (value: APIInteractionResponse): Promise<void> => {
+      answer(value);
+      await delivered;
+    };
+    const handling = handler.handle(interaction, respond);
+    const timer = setTimeout(() => answer({ type: InteractionResponseType.DeferredChannelMessageWithSource, data: { flags: MessageFlags.Ephemeral } }), responseDeadlineMs);
+    const first = await Promise.race([answered, handling.then(() => answered)]);
+    clearTimeout(timer);
+    response.writeHead(200, { 'content-type': 'application/json' });
+    response.end(JSON.stringify(first), () => sent());
+    await handling;
+  }
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  const shownHost = options.host === '0.0.0.0' || options.host === '::' ? '127.0.0.1' : options.host;
+  return {
+    url: `http://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${port}/interactions`,
+    port,
+    async close() {
+      server.closeIdleConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+function header(request: IncomingMessage, name: string): string | undefined {
+  const value = request.headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+async function readBody(request: IncomingMessage): Promise<Buffer | undefined> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of request) {
+    size += (chunk as Buffer).length;
+    if (size > maxBodyBytes) return undefined;
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
+
+function reply(response: ServerResponse, status: number, body: unknown): void {
+  response.writeHead(status, { 'content-type': 'application/json' });
+  response.end(JSON.stringify(body));
+}
