@@ -12,7 +12,7 @@ import { commandSettingsFor } from '../../../commands/dispatch.js';
 import { loadConfig, type Config, type ConfigOptions } from '../../../src/config/config.js';
 import type { RgbImage } from '../../../src/engine/engine.js';
 import { createLogger, silentLogger, type Logger } from '../../../src/logger.js';
-import { createGenerationService, type RunningGenerationService } from '../../../src/service/generation-service.js';
+import { createGenerationService, type GenerationServiceOptions, type RunningGenerationService } from '../../../src/service/generation-service.js';
 import { FakeEngine, type FakeEngineOptions } from '../../fakes/fake-engine.js';
 import { FakeSlack, type SlackFile, type SlackMessage } from '../../fakes/fake-slack/fake-slack.js';
 import { blockActionsPayload, encodeInteractive, encodeSlashCommand, postSigned, slashCommandPayload, type SignatureKind } from '../../fakes/fake-slack/requests.js';
@@ -25,6 +25,8 @@ export interface SlackHarnessOptions {
   config?: ConfigOptions;
   engine?: FakeEngineOptions;
   progressIntervalMs?: number;
+  /** Per-user limit overrides handed to the service. */
+  limitsFor?: GenerationServiceOptions['limitsFor'];
 }
 
 /** What a request to the bot answered: the HTTP status (HTTP mode) or the envelope's ack (Socket Mode). */
@@ -79,7 +81,7 @@ export class SlackHarness {
       {},
       false,
     );
-    this.service = await createGenerationService({ config: this.config, engine: this.engine, logger: this.logger });
+    this.service = await createGenerationService({ config: this.config, engine: this.engine, logger: this.logger, ...(this.options.limitsFor ? { limitsFor: this.options.limitsFor } : {}) });
     this.adapter = await startSlack({
       config: this.config,
       service: this.service,

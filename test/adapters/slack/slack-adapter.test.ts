@@ -224,7 +224,7 @@ describe('Slack adapter, HTTP mode only', () => {
   test.each(['bad', 'missing', 'stale'] as const)('a %s signature gets 401 and nothing is queued', async (signature) => {
     const command = await harness.command('a forged cat', 'U0MALLORY', signature);
     expect(command.status).toBe(401);
-    const button = await harness.press({ channel: channelId, ts: '1.1', text: '', blocks: undefined, threadTs: undefined, fileIds: [], updates: 0 }, 'im1:r:abcdef', 'U0MALLORY', { signature });
+    const button = await harness.press({ channel: channelId, ts: '1.1', text: '', blocks: undefined, threadTs: undefined, fileIds: [], updates: 0, history: [], token: undefined }, 'im1:r:abcdef', 'U0MALLORY', { signature });
     expect(button.status).toBe(401);
     const info = await harness.service.info({ platform: 'slack', userId: 'U0MALLORY' });
     expect(info.queueLength).toBe(0);

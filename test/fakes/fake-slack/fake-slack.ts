@@ -31,6 +31,10 @@ export interface SlackMessage {
   fileIds: string[];
   /** How many times chat.update changed it. */
   updates: number;
+  /** Every text it showed, oldest first (the last is `text`). */
+  history: string[];
+  /** The token it was posted with. */
+  token: string | undefined;
 }
 
 /** An ephemeral message, visible to one user. */
@@ -120,6 +124,7 @@ export class FakeSlack {
   private readonly sockets = new WebSocketServer({ noServer: true });
   private readonly connections = new Set<WebSocket>();
   private readonly faults = new Map<string, SlackFault[]>();
+  private responseUrlsExpired = false;
   private readonly events = new EventEmitter();
   private nextId = 1;
   private clock = 1_700_000_000;
@@ -164,6 +169,11 @@ export class FakeSlack {
   /** A fresh response_url that records what is POSTed to it. */
   responseUrl(): string {
     return `${this.baseUrl}/respond/${this.newId('R')}`;
+  }
+
+  /** Makes every response_url handed out so far answer 404, as Slack's do after 30 minutes. */
+  expireResponseUrls(): void {
+    this.responseUrlsExpired = true;
   }
 
   /** Makes the next `times` calls of `method` fail (`upload` names the upload URL). */
@@ -298,6 +308,10 @@ export class FakeSlack {
       return;
     }
     if (url.pathname.startsWith('/respond/')) {
+      if (this.responseUrlsExpired) {
+        response.writeHead(404, { 'content-type': 'text/plain' }).end('expired_url');
+        return;
+      }
       this.responses.push({ id: url.pathname.slice('/respond/'.length), body: JSON.parse(body.toString('utf8') || '{}') as Record<string, unknown> });
       this.changed();
       sendJson(response, 200, { ok: true });
@@ -329,7 +343,7 @@ export class FakeSlack {
       return;
     }
     const expectedToken = method === 'apps.connections.open' ? this.appToken : this.botToken;
-    const result = token !== expectedToken ? { ok: false, error: 'invalid_auth' } : fault?.error !== undefined ? { ok: false, error: fault.error } : this.apply(method, params);
+    const result = token !== expectedToken ? { ok: false, error: 'invalid_auth' } : fault?.error !== undefined ? { ok: false, error: fault.error } : this.apply(method, params, token);
     if (result.ok === false) call.outcome = 'slack_error';
     sendJson(response, 200, result);
     this.changed();
@@ -364,7 +378,7 @@ export class FakeSlack {
     this.changed();
   }
 
-  private apply(method: string, params: Record<string, unknown>): Record<string, unknown> {
+  private apply(method: string, params: Record<string, unknown>, token: string | undefined): Record<string, unknown> {
     const text = (key: string): string | undefined => (typeof params[key] === 'string' && params[key] !== '' ? (params[key] as string) : undefined);
     switch (method) {
       case 'auth.test':
@@ -375,14 +389,17 @@ export class FakeSlack {
         const channel = text('channel');
         if (!channel) return { ok: false, error: 'channel_not_found' };
         if (!text('text') && !params.blocks) return { ok: false, error: 'no_text' };
-        const message: SlackMessage = { channel, ts: this.newTs(), text: text('text') ?? '', blocks: blocksOf(params.blocks), threadTs: text('thread_ts'), fileIds: [], updates: 0 };
+        const message: SlackMessage = { channel, ts: this.newTs(), text: text('text') ?? '', blocks: blocksOf(params.blocks), threadTs: text('thread_ts'), fileIds: [], updates: 0, history: [text('text') ?? ''], token };
         this.messages.push(message);
         return { ok: true, channel, ts: message.ts, message: { type: 'message', text: message.text, ts: message.ts, blocks: message.blocks, bot_id: fakeSlackDefaults.botId } };
       }
       case 'chat.update': {
         const message = this.messages.find((candidate) => candidate.channel === text('channel') && candidate.ts === text('ts'));
         if (!message) return { ok: false, error: 'message_not_found' };
-        if (text('text') !== undefined) message.text = text('text')!;
+        if (text('text') !== undefined) {
+          message.text = text('text')!;
+          message.history.push(message.text);
+        }
         if (params.blocks !== undefined) message.blocks = blocksOf(params.blocks);
         message.updates += 1;
         return { ok: true, channel: message.channel, ts: message.ts, text: message.text };
@@ -424,7 +441,8 @@ export class FakeSlack {
           file.initialComment = text('initial_comment');
         }
         if (channelId) {
-          this.messages.push({ channel: channelId, ts: this.newTs(), text: text('initial_comment') ?? '', blocks: undefined, threadTs: text('thread_ts'), fileIds: done.map((file) => file.id), updates: 0 });
+          const comment = text('initial_comment') ?? '';
+          this.messages.push({ channel: channelId, ts: this.newTs(), text: comment, blocks: undefined, threadTs: text('thread_ts'), fileIds: done.map((file) => file.id), updates: 0, history: [comment], token });
         }
         return { ok: true, files: done.map((file) => ({ id: file.id, name: file.filename, title: file.title ?? file.filename, size: file.length })) };
       }
