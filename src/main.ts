@@ -79,10 +79,15 @@ export async function start(options: StartOptions = {}): Promise<RunningApp> {
     service = await createGenerationService({ config, engine, logger });
     logger.info({ engine: engine.capabilities.name, store: service.store.kind }, 'generation service ready');
 
+    // One set of command settings (user defaults, channel lists, runtime limits) for every adapter.
+    const { openCommandSettings } = await import('../commands/command-settings.js');
+    const commandSettings = await openCommandSettings({ config, capabilities: engine.capabilities, logger });
+    started.push({ name: 'command settings', close: () => commandSettings.close() });
+
     const adapters: string[] = [];
     if (config.discordToken) {
       const { startDiscord } = await import('../adapters/discord/index.js');
-      const discord = await startDiscord({ config, service, logger });
+      const discord = await startDiscord({ config, service, logger, commandSettings });
       started.push({ name: 'discord', close: async () => {
         await discord.close();
       } });
@@ -90,14 +95,14 @@ export async function start(options: StartOptions = {}): Promise<RunningApp> {
     }
     if (config.slackBotToken) {
       const { startSlack } = await import('../adapters/slack/index.js');
-      const slack = await startSlack({ config, service, logger });
+      const slack = await startSlack({ config, service, logger, commandSettings });
       started.push({ name: 'slack', close: () => slack.close() });
       adapters.push('slack');
     }
     // Mounted on the running server in every mode; the page only when asked (or with no platform).
     const playground = await import('../adapters/playground/index.js');
     const servePage = playground.shouldServePlayground(config);
-    const running = await playground.startPlayground({ config, service, logger, servePage, server, capabilities: engine.capabilities });
+    const running = await playground.startPlayground({ config, service, logger, servePage, server, capabilities: engine.capabilities, settings: commandSettings });
     started.push({ name: 'playground', close: () => running.close() });
     if (servePage) adapters.push('playground');
     logger.info({ url: server.url, adapters }, adapters.includes('playground') ? `Imagine is ready: open ${server.url}` : 'Imagine is ready');
