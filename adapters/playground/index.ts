@@ -75,6 +75,9 @@ export async function startPlayground(options: StartPlaygroundOptions): Promise<
     });
     server.use(routes.handler);
     logger?.info({ url: server.url }, 'playground ready');
+    if (!isLoopback(options.config.host)) {
+      logger?.warn({ host: options.config.host }, 'the playground has no sign-in: everyone who can reach this address acts as its one local user');
+    }
   }
   let closed: Promise<void> | undefined;
   return {
@@ -88,4 +91,9 @@ export async function startPlayground(options: StartPlaygroundOptions): Promise<
       return closed;
     },
   };
+}
+
+/** True for addresses only this machine can reach. */
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\./.test(host);
 }

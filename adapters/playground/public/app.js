@@ -93,6 +93,8 @@ function cardFor(id, placement = 'top') {
   const element = template.content.firstElementChild.cloneNode(true);
   element.id = `job-${id}`;
   element.dataset.jobId = id;
+  const cancel = element.querySelector('.job-cancel');
+  cancel.addEventListener('click', () => cancelJob(cancel, id));
   const title = element.querySelector('.job-title');
   title.id = `job-${id}-title`;
   title.textContent = 'Loading…';
@@ -138,6 +140,8 @@ function renderView(view) {
   }
   part(card, 'status').hidden = part(card, 'status').textContent === '';
   part(card, 'progress').hidden = rank !== 1;
+  part(card, 'cancel').hidden = rank >= 2;
+  part(card, 'cancel').setAttribute('aria-label', `Cancel the job “${view.prompt}”`);
   if (view.status === 'completed' && view.imageUrl) showImage(card, view.imageUrl, view.alt);
   const error = part(card, 'error');
   error.hidden = !view.error;
@@ -204,6 +208,7 @@ function applyEvent(event) {
   card.element.dataset.status = rank === 0 ? 'queued' : 'running';
   part(card, 'status').textContent = event.text;
   part(card, 'status').hidden = false;
+  part(card, 'cancel').hidden = false;
   const progress = part(card, 'progress');
   progress.hidden = rank !== 1;
   if (event.type === 'progress') {
@@ -255,6 +260,19 @@ function handleReply(reply) {
   }
   notify(reply.text, { error: reply.ephemeral && reply.error === true });
   return undefined;
+}
+
+async function cancelJob(button, id) {
+  button.disabled = true;
+  try {
+    const reply = await post('/api/command', { text: `/cancel ${id}` });
+    notify(reply.text);
+    await refresh(id);
+  } catch (error) {
+    notify(`Could not reach the playground server (${error.message}).`, { error: true });
+  } finally {
+    button.disabled = false;
+  }
 }
 
 async function pressButton(button, spec) {

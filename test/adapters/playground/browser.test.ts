@@ -147,7 +147,7 @@ describe('playground in Chromium', () => {
     expect(pageErrors).toEqual([]);
   });
 
-  test('shows the queue position of a waiting job and the live progress of a running one', async () => {
+  test('shows the queue position of a waiting job and the live progress of a running one, and cancels a job', async () => {
     harness.engine.configure({ hold: true, stepDelayMs: 150 });
     const prompt = page.getByLabel('Prompt', { exact: true });
     const callsBefore = harness.engine.calls.length;
@@ -176,6 +176,18 @@ describe('playground in Chromium', () => {
     expect(waitingImage.alt).toContain('a waiting green circle');
     await expect(running.locator('progress.job-progress').isHidden()).resolves.toBe(true);
     harness.engine.configure({ stepDelayMs: 40 });
+
+    // A waiting job can be cancelled from its card; it ends with the cancellation and a re-roll.
+    harness.engine.configure({ hold: true });
+    await prompt.fill('a cancelled cube');
+    await prompt.press('Enter');
+    const cancelled = page.locator('#jobs > li.job', { hasText: 'a cancelled cube' });
+    await cancelled.getByRole('button', { name: 'Cancel the job “a cancelled cube”' }).click();
+    await cancelled.and(page.locator('[data-status="cancelled"], [data-status="failed"]')).waitFor({ timeout: 10_000 });
+    await expect(cancelled.locator('.job-error').textContent()).resolves.toMatch(/cancel/i);
+    await expect(cancelled.locator('.job-buttons button').allTextContents()).resolves.toEqual(['🔄 Re-roll']);
+    await expect(cancelled.getByRole('button', { name: /^Cancel/ }).isHidden()).resolves.toBe(true);
+    harness.engine.releaseAll();
 
     await page.emulateMedia({ colorScheme: 'dark' });
     await page.screenshot({ path: path.join(artifacts, '6-dark.png'), fullPage: false });

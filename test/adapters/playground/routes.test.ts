@@ -192,6 +192,23 @@ describe('playground routes', () => {
     expect((await fetch(`${harness.url}/jobs/${job.id}/image`)).status).toBe(409);
   });
 
+  test('/cancel stops a job, which ends with a cancellation event', async () => {
+    harness.engine.configure({ hold: true });
+    try {
+      const job = jobOf(await command(harness, client, 'a held hexagon'));
+      const reply = await command(harness, client, `/cancel ${job.id}`);
+      expect(reply.kind).toBe('message');
+      expect(reply.text).toContain(job.id);
+      const failed = await events.next((event) => event.type === 'failed' && event.jobId === job.id);
+      expect(failed.text).toMatch(/^🛑/);
+      const record = await view(harness, job.id);
+      expect(record.status).toBe('cancelled');
+      expect(record.buttons.flat().map((spec) => spec.label)).toEqual(['🔄']);
+    } finally {
+      harness.engine.releaseAll();
+    }
+  });
+
   test('events go only to the page that started the job', async () => {
     const otherClient = clientId();
     const other = await EventStream.open(harness.url, otherClient);
