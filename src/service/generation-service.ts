@@ -87,9 +87,13 @@ interface ActiveJob {
   markDone: () => void;
 }
 
-/** Runs one job's listener calls in order, merging progress updates that pile up. */
+/**
+ * Runs one job's listener calls in order. A queued or progress update that has not gone out yet
+ * is replaced by a newer one of its kind, so a slow platform edit never builds a backlog of
+ * stale positions.
+ */
 class EventChain {
-  private readonly pending: Array<{ progress: boolean; run: () => unknown }> = [];
+  private readonly pending: Array<{ kind: string | undefined; run: () => unknown }> = [];
   private draining: Promise<void> | undefined;
   private readonly onError: (error: unknown, what: string) => void;
 
@@ -97,10 +101,10 @@ class EventChain {
     this.onError = onError;
   }
 
-  push(run: () => unknown, progress = false): void {
+  push(run: () => unknown, replaceable?: 'queued' | 'progress'): void {
     const last = this.pending[this.pending.length - 1];
-    if (progress && last?.progress) last.run = run;
-    else this.pending.push({ progress, run });
+    if (replaceable && last?.kind === replaceable) last.run = run;
+    else this.pending.push({ kind: replaceable, run });
     this.draining ??= this.drain();
   }
 
@@ -527,7 +531,7 @@ export class QueueGenerationService implements GenerationService {
       job.lastPosition = position;
       const etaMs = Math.round(estimates.get(job) ?? this.averageMs[job.record.kind]);
       const record = copyRecord(job.record);
-      job.events.push(() => job.listener.queued?.({ job: record, position, etaMs }));
+      job.events.push(() => job.listener.queued?.({ job: record, position, etaMs }), 'queued');
     });
   }
 
@@ -558,7 +562,7 @@ export class QueueGenerationService implements GenerationService {
       const fraction = Math.min(1, Math.max(job.fraction, progress.fraction));
       job.fraction = fraction;
       const update = { job: copyRecord(record), fraction, stage: progress.stage, etaMs: Math.round(this.remainingMs(job)) };
-      job.events.push(() => job.listener.progress?.(update), true);
+      job.events.push(() => job.listener.progress?.(update), 'progress');
     };
 
     let engineCall: Promise<EngineResult> | undefined;

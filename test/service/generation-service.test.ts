@@ -229,6 +229,15 @@ describe('cancel, timeout and failures', () => {
     await expect(service.cancel(user('a'), 'no-such-job')).rejects.toMatchObject({ code: ErrorCode.JobNotFound });
   });
 
+  test('a finished job cannot be cancelled', async () => {
+    const { service } = await makeService();
+    const listener = recordingListener();
+    const ticket = await service.imagine(user('a'), params('done'), listener);
+    await listener.settled;
+    await until(() => service.metrics.running === 0, 'the slot to free');
+    await expect(service.cancel(user('a'), ticket.job.id)).rejects.toThrow('That job has already finished; there is nothing to cancel.');
+  });
+
   test('a job that runs too long times out, even when the engine ignores the abort', async () => {
     const engine = new FakeEngine({ hold: true, ignoreAbort: true });
     const { service } = await makeService({ engine, config: testConfig({ jobTimeoutSeconds: 1 }) });
@@ -345,6 +354,36 @@ describe('buttons', () => {
     await service.upscale(user('b'), job.id, 1, listener);
     await listener.settled;
     await expect(service.upscale(user('b'), job.id, 2, recordingListener())).rejects.toMatchObject({ code: ErrorCode.RateLimited });
+  });
+});
+
+describe('listener pacing', () => {
+  test('a slow listener gets the latest position, not a backlog of stale ones', async () => {
+    const engine = new FakeEngine({ hold: true });
+    const { service } = await makeService({ engine, limitsFor: () => ({ maxQueued: 20, burst: 20 }) });
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const slow = recordingListener();
+    const seen: number[] = [];
+    slow.queued = async ({ position }) => {
+      seen.push(position);
+      await gate;
+    };
+    await service.imagine(user('first'), params('running'), recordingListener());
+    for (let index = 0; index < 3; index += 1) await service.imagine(user(`early-${index}`), params(`early ${index}`), recordingListener());
+    await service.imagine(user('slow'), params('watched'), slow);
+    await until(() => seen.length === 1, 'the first position');
+    // Three jobs ahead finish one by one while the listener is still busy with the first update.
+    for (let index = 0; index < 3; index += 1) {
+      engine.release();
+      await until(() => engine.calls.length === index + 2, 'the next job to start');
+    }
+    await until(() => service.metrics.queueDepth === 1, 'the queue to shrink');
+    release();
+    await until(() => seen.length === 2, 'the latest position');
+    expect(seen).toEqual([4, 1]);
+    engine.releaseAll();
+    expect((await slow.settled).type).toBe('completed');
   });
 });
 
