@@ -10,7 +10,7 @@ import type { DeliveryOptions, GenerationService, JobListener, JobTicket, Reques
 import { configLimitControls, isAdmin, limitRanges, type ChannelPolicy, type LimitControls, type LimitValues } from './admin.js';
 import { decodeButton, jobIdPattern } from './custom-id.js';
 import { adjustableLimits, adminActions, findCommand, optionNames, type AdjustableLimit, type AdminAction } from './definitions.js';
-import { cancelledText, helpText, infoText, queuedText, settingsText, type TextFormat } from './messages.js';
+import { cancelledText, commandUsage, helpText, infoText, queuedText, settingsText, type TextFormat } from './messages.js';
 import { parseImaginePrompt, type PromptLimits, type PromptOptions } from './parse-prompt.js';
 import { createUserSettingsStore, type UserSettingsStore } from './user-settings.js';
 
@@ -82,7 +82,7 @@ function userSettingsOf(settings: CommandSettings): UserSettingsStore {
 export async function runCommand(context: CommandContext, name: string, options: CommandOptions = {}): Promise<CommandReply> {
   try {
     const command = findCommand(name);
-    if (!command) throw new UserError(ErrorCode.InvalidAction, `There is no command called "${String(name).slice(0, 32)}". Try /help.`, { field: 'command' });
+    if (!command) throw new UserError(ErrorCode.InvalidAction, `There is no command called "${String(name).replace(/[`\p{Cc}]/gu, '').slice(0, 32)}". Try ${commandUsage('help', '', { format: context.settings.format })}.`, { field: 'command' });
     const requester = withAdmin(context);
     if (command.adminOnly && !requester.isAdmin) throw new UserError(ErrorCode.NotPermitted, 'Only the bot’s admins may use this command.', { field: 'command' });
     switch (command.name) {

@@ -16,6 +16,18 @@ export type TextFormat = 'markdown' | 'mrkdwn' | 'plain';
 /** Options common to the texts. */
 export interface TextOptions {
   format?: TextFormat;
+  /**
+   * How commands are written: `slash` (`/info`, Discord and the playground) or `subcommand`
+   * (`/imagine info`, Slack's single command). Default: `subcommand` for mrkdwn, else `slash`.
+   */
+  commandStyle?: 'slash' | 'subcommand';
+}
+
+/** How a user types command `name` with `rest`, in the style of the options. */
+export function commandUsage(name: string, rest: string, options: TextOptions = {}): string {
+  const style = options.commandStyle ?? (options.format === 'mrkdwn' ? 'subcommand' : 'slash');
+  const head = style === 'subcommand' && name !== 'imagine' ? `/imagine ${name}` : `/${name}`;
+  return rest ? `${head} ${rest}` : head;
 }
 
 /** "about 12 s", "about 3 min", "about 1 h 5 min"; "a moment" under a second. */
@@ -148,8 +160,10 @@ export function helpText(options: TextOptions = {}): string {
   lines.push(`Example: ${code('/imagine a lighthouse at dusk, oil painting --ar 16:9 --no people', format)}`);
   lines.push('');
   lines.push(bold('Commands', format));
+  const subcommand = (options.commandStyle ?? (format === 'mrkdwn' ? 'subcommand' : 'slash')) === 'subcommand';
   for (const command of commandDefinitions) {
-    lines.push(`• ${code(`/${command.name}`, format)} — ${command.description}`);
+    const usage = command.name === 'imagine' ? commandUsage('imagine', '<prompt>', options) : commandUsage(command.name, subcommand ? subcommandHint[command.name] ?? '' : '', options);
+    lines.push(`• ${code(usage, format)} — ${command.description}`);
   }
   lines.push('');
   lines.push(bold('Flags (after the prompt; — works as well as --)', format));
@@ -178,9 +192,16 @@ export function settingsText(settings: UserSettings, options: TextOptions & { ch
     bold(head, format),
     `• Aspect ratio: ${settings.aspectRatio ?? '1:1 (default)'}`,
     `• Variation strength (V1–V4): ${settings.variationStrength ?? 'strong (default)'}`,
-    `Change them with ${code('/settings aspect_ratio:16:9 variation:subtle', format)}; ${code('/settings reset:true', format)} forgets them.`,
+    `Change them with ${code(commandUsage('settings', 'aspect_ratio:16:9 variation:subtle', options), format)}; ${code(commandUsage('settings', 'reset:true', options), format)} forgets them.`,
   ].join('\n');
 }
+
+/** What follows `/imagine <name>` in Slack's single-command style. */
+const subcommandHint: Record<string, string> = {
+  settings: '[aspect_ratio:16:9] [variation:subtle] [reset:true]',
+  cancel: '<job id>',
+  admin: '<action> [job:<id>] [limit:<name> value:<n>] [channel:<id>]',
+};
 
 function mentionFor(job: JobRecord, format: TextFormat): string {
   const { platform, userId, displayName } = job.requester;

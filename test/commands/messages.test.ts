@@ -75,3 +75,15 @@ describe('messages', () => {
     expect(settingsText({})).toContain('strong (default)');
   });
 });
+
+describe('command style', () => {
+  test('Slack (mrkdwn) help and settings write commands as /imagine <name>', () => {
+    const slack = helpText({ format: 'mrkdwn' });
+    expect(slack).toContain('`/imagine info`');
+    expect(slack).toContain('`/imagine settings [aspect_ratio:16:9]');
+    expect(slack).not.toContain('`/info`');
+    expect(helpText()).toContain('`/info`');
+    expect(settingsText({}, { format: 'mrkdwn' })).toContain('/imagine settings reset:true');
+    expect(settingsText({}, { format: 'plain' })).toContain('/settings reset:true');
+  });
+});
