@@ -137,7 +137,8 @@ export class SlackJobDelivery implements JobListener {
 
   async queued(update: { job: JobRecord; position: number; etaMs: number }): Promise<void> {
     await this.gate;
-    await this.showStatus(update.job, queuedText(update.position, update.etaMs), true);
+    // Positions can change often when the queue moves fast; they share the progress throttle.
+    await this.showStatus(update.job, queuedText(update.position, update.etaMs), false);
   }
 
   async started(update: { job: JobRecord; etaMs: number }): Promise<void> {

@@ -255,3 +255,24 @@ describe('Slack adapter, HTTP mode only', () => {
     expect(file.threadTs).toBe('1699999999.000100');
   });
 });
+
+describe('Slack adapter, Socket Mode only', () => {
+  let harness: SlackHarness;
+
+  beforeEach(async () => {
+    harness = await SlackHarness.start({ mode: 'socket' });
+  });
+
+  afterEach(async () => {
+    await harness.close();
+  });
+
+  test('reconnects when Slack asks it to, and keeps answering', async () => {
+    expect(harness.fake.callsOf('apps.connections.open')).toHaveLength(1);
+    harness.fake.sendDisconnect();
+    await harness.fake.waitFor(() => harness.fake.callsOf('apps.connections.open').length === 2 && harness.fake.socketConnected, 20_000, 'a new connection');
+    await harness.command('a reconnected cat');
+    await harness.buttonMessage(1);
+    expect(harness.fake.acks.length).toBeGreaterThanOrEqual(1);
+  });
+});
