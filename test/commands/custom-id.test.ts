@@ -68,3 +68,36 @@ describe('button ids', () => {
     expect(refused(42 as unknown as string).code).toBe(ErrorCode.InvalidAction);
   });
 });
+
+describe('button id fuzzing', () => {
+  test('valid ids with random damage are decoded canonically or refused with invalid_action, never crash', () => {
+    let state = 99;
+    const next = (): number => {
+      state = (Math.imul(state, 1103515245) + 12345) >>> 0;
+      return state / 4294967296;
+    };
+    const valid = ['im1:u:abc:1', 'im1:v:job_9-x:4', 'im1:v:j:2:subtle', 'im1:r:Q'];
+    const alphabet = [':', '1', '4', '9', '0', 'a', '_', '-', 'strong', '\u0000', '🦊', '\ud800', ' ', 'im2'];
+    let decoded = 0;
+    for (let round = 0; round < 5000; round += 1) {
+      let id = valid[Math.floor(next() * valid.length)]!;
+      const edits = Math.floor(next() * 3);
+      for (let edit = 0; edit < edits; edit += 1) {
+        const at = Math.floor(next() * (id.length + 1));
+        const piece = alphabet[Math.floor(next() * alphabet.length)]!;
+        const kind = next();
+        id = kind < 0.33 ? id.slice(0, at) + piece + id.slice(at) : kind < 0.66 ? id.slice(0, at) + id.slice(at + 1) : id.slice(0, at) + piece + id.slice(at + 1);
+      }
+      try {
+        const action = decodeButton(id);
+        expect(encodeButton(action)).toBe(id);
+        decoded += 1;
+      } catch (error) {
+        expect(error).toBeInstanceOf(UserError);
+        expect((error as UserError).code).toBe(ErrorCode.InvalidAction);
+      }
+    }
+    expect(decoded).toBeGreaterThan(1000);
+    expect(decoded).toBeLessThan(5000);
+  });
+});

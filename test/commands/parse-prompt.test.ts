@@ -202,3 +202,14 @@ describe('parser fuzzing', () => {
     }
   });
 });
+
+describe('round trip through the caption flags', () => {
+  test('parametersText reproduces the parameters when parsed again', async () => {
+    const { parametersText } = await import('../../commands/messages.js');
+    const inputs = ['a fox', 'a fox --ar 9:16 --seed 0 --chaos 100 --steps 12 --guidance 0.5 --no red, green', '🦊 —no 🐔 --seed 4294967295'];
+    for (const input of inputs) {
+      const parameters = parseImaginePrompt(input, context);
+      expect(parseImaginePrompt(`${parameters.prompt} ${parametersText(parameters)}`, { randomSeed: () => -1 })).toEqual(parameters);
+    }
+  });
+});
