@@ -1,4 +1,4 @@
-import { readFileSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { projectRoot, settingsTable } from '../../src/config/config.js';
 import { withCurrentSettings } from '../../src/cli/print-settings.js';
@@ -19,6 +19,11 @@ describe('README', () => {
     expect(readme).toContain('http://127.0.0.1:3000');
     for (const command of commandDefinitions) expect(readme).toContain(`/${command.name}`);
     for (const flag of flagDefinitions) expect(readme).toContain(`--${flag.name}`);
+  });
+
+  test('names every benchmark in bench/', () => {
+    const names = readdirSync(path.join(projectRoot, 'bench')).filter((file) => file.endsWith('.ts') && file !== 'run.ts').map((file) => file.replace(/\.ts$/, ''));
+    for (const name of names) expect(readme).toContain(`\`${name}\``);
   });
 
   test('.ci/run is an executable bash script that runs the README test command', () => {
