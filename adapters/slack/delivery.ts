@@ -42,6 +42,9 @@ export interface SlackDeliveryContext {
   isTrustedResponseUrl: (url: string) => boolean;
 }
 
+/** Slack errors that mean the bot cannot post in the channel at all. */
+const closedChannelErrors = new Set(['not_in_channel', 'channel_not_found', 'is_archived', 'restricted_action', 'restricted_action_read_only_channel']);
+
 /** The Slack error code inside a WebClient error, if there is one. */
 export function slackErrorCode(error: unknown): string | undefined {
   const data = (error as { data?: { error?: unknown } } | undefined)?.data;
@@ -118,10 +121,18 @@ export class SlackJobDelivery implements JobListener {
   private statusBroken = false;
   private finished = false;
   private uploadProblem: ImagineError | undefined;
+  /** Why the job was stopped early: the bot cannot post in the channel. */
+  private unreachable: ImagineError | undefined;
+  private readonly stopJob: ((job: JobRecord) => Promise<unknown>) | undefined;
 
-  constructor(target: SlackTarget, context: SlackDeliveryContext) {
+  /**
+   * @param stopJob cancels the job (as its requester) when the channel turns out to be closed to
+   * the bot, so that no work is wasted on a result that could not be shown.
+   */
+  constructor(target: SlackTarget, context: SlackDeliveryContext, stopJob?: (job: JobRecord) => Promise<unknown>) {
     this.target = target;
     this.context = context;
+    this.stopJob = stopJob;
     this.gate = new Promise<void>((resolve) => {
       this.openGate = resolve;
     });
@@ -212,7 +223,8 @@ export class SlackJobDelivery implements JobListener {
   async failed(update: { job: JobRecord; error: SerializedError }): Promise<void> {
     await this.gate;
     this.finished = true;
-    const text = update.error.code === ErrorCode.Upload && this.uploadProblem ? `❌ ${toUserMessage(this.uploadProblem)}` : failedText(update.error);
+    const problem = this.unreachable ?? (update.error.code === ErrorCode.Upload ? this.uploadProblem : undefined);
+    const text = problem ? `❌ ${toUserMessage(problem)}` : failedText(update.error);
     // A failed job offers 🔄, so trying again is one press away.
     const retry = buttonRowsFor({ ...update.job, status: update.job.status === 'cancelled' ? 'cancelled' : 'failed' });
     const blocks: Block[] = [{ type: 'section', text: { type: 'mrkdwn', text } }, ...buttonBlocks(retry)];
@@ -244,7 +256,12 @@ export class SlackJobDelivery implements JobListener {
       this.lastStatusAt = this.context.now();
     } catch (error) {
       this.statusBroken = true;
-      this.context.logger.warn({ err: error, jobId: job.id, slackError: slackErrorCode(error) }, 'could not show the status of a job on Slack');
+      const code = slackErrorCode(error);
+      this.context.logger.warn({ err: error, jobId: job.id, slackError: code }, 'could not show the status of a job on Slack');
+      if (this.statusTs === undefined && code !== undefined && closedChannelErrors.has(code) && this.stopJob && !this.finished) {
+        this.unreachable = deliveryError(error, 'Your picture was not drawn');
+        await this.stopJob(job).catch((stopError: unknown) => this.context.logger.warn({ err: stopError, jobId: job.id }, 'could not stop a job whose channel is closed to the bot'));
+      }
     }
   }
 }

@@ -147,11 +147,11 @@ export async function startSlack(options: SlackAdapterOptions): Promise<SlackAda
 
   const handleCommand = async (command: SlashCommand): Promise<void> => {
     const target: SlackTarget = { channelId: command.channel_id, userId: command.user_id, responseUrl: command.response_url, ...threadOf(command.thread_ts, undefined) };
-    const delivery = new SlackJobDelivery(target, deliveryContext);
+    const requester = requesterOf(command.user_id, command.user_name, command.channel_id, command.team_id);
+    const delivery = new SlackJobDelivery(target, deliveryContext, (job) => service.cancel(requester, job.id));
     try {
       const text = String(command.text ?? '');
       const routed = text.trim() === '' ? { name: 'help', options: {} } : routeTextCommand(text);
-      const requester = requesterOf(command.user_id, command.user_name, command.channel_id, command.team_id);
       const reply = await runCommand({ service, requester, listener: delivery, settings: commandSettings }, routed.name, routed.options);
       await showReply(reply, target, delivery);
     } catch (error) {
@@ -178,9 +178,9 @@ export async function startSlack(options: SlackAdapterOptions): Promise<SlackAda
     const messageTs = body.message?.ts ?? (typeof container.message_ts === 'string' ? container.message_ts : undefined);
     const threadTs = (typeof container.thread_ts === 'string' ? container.thread_ts : undefined) ?? (typeof body.message?.thread_ts === 'string' ? (body.message.thread_ts as string) : undefined);
     const target: SlackTarget = { channelId, userId: body.user.id, responseUrl: body.response_url, ...threadOf(threadTs, messageTs) };
-    const delivery = new SlackJobDelivery(target, deliveryContext);
+    const requester = requesterOf(body.user.id, body.user.username ?? body.user.name, channelId, body.team?.id ?? body.user.team_id);
+    const delivery = new SlackJobDelivery(target, deliveryContext, (job) => service.cancel(requester, job.id));
     try {
-      const requester = requesterOf(body.user.id, body.user.username ?? body.user.name, channelId, body.team?.id ?? body.user.team_id);
       // action_id and value carry the same id; if they disagree someone made the payload up, and
       // the empty id is refused like any invalid one.
       const customId = action.value === undefined || action.value === action.action_id ? action.action_id : '';

@@ -201,6 +201,21 @@ describe.each(['http', 'socket'] as const)('Slack adapter (%s mode)', (mode) => 
     await harness.fake.waitFor(() => status!.text.includes('could not be uploaded'), 5_000, 'the status to show the failure');
   });
 
+  test('a channel closed to the bot stops the job early and says how to fix it', async () => {
+    await harness.close();
+    harness = await SlackHarness.start({ mode, engine: { hold: true } });
+    harness.fake.inject('chat.postMessage', { error: 'not_in_channel' });
+    harness.fake.inject('chat.postEphemeral', { error: 'not_in_channel', times: 5 });
+    await harness.command('a cat nobody will see');
+    // Ephemeral posts fail too, so the notice arrives on the request's response_url.
+    const notice = await harness.fake.waitFor(() => harness.fake.responses.find((response) => /invite/i.test(String(response.body.text))), 15_000, 'the notice');
+    expect(notice.body).toMatchObject({ response_type: 'ephemeral' });
+    expect(String(notice.body.text)).toContain('not drawn');
+    const info = await harness.service.info({ platform: 'slack', userId: 'U0ALICE' });
+    expect(info.running).toHaveLength(0);
+    expect(harness.fake.files.size).toBe(0);
+  });
+
   test('an upload URL that keeps failing is reported too', async () => {
     harness.fake.inject('upload', { httpStatus: 500, times: 20 });
     await harness.command('another unlucky cat');
