@@ -9,7 +9,7 @@ import PQueue from 'p-queue';
 import type { Config } from '../config/config.js';
 import type { EngineImage, EngineProgress, EngineResult, ImageEngine, VariationStrength } from '../engine/engine.js';
 import { deriveSeed } from '../engine/random.js';
-import { ErrorCode, ImagineError, JobError, LimitError, UserError, isAbortError, serializeError } from '../errors.js';
+import { EngineError, ErrorCode, ImagineError, JobError, LimitError, UserError, isAbortError, serializeError } from '../errors.js';
 import { composeGrid } from '../image/grid.js';
 import { decodeImage, encodeImage, extensionFor, fitToLimit, type EncodedImage } from '../image/encode.js';
 import { silentLogger, type Logger } from '../logger.js';
@@ -60,6 +60,18 @@ export interface GenerationServiceOptions {
   defaultDurationsMs?: Partial<Record<JobKind, number>>;
   /** Random base seeds for rerolls and variations. */
   randomSeed?: () => number;
+  /**
+   * Which engine failures are worth one more try (the listener hears `retrying`). Default: the
+   * engine worker thread died (out of memory, a native crash), which the WorkerEngine restarts.
+   */
+  isRetryable?: (error: unknown) => boolean;
+  /** Tries per job in all, including the first. Default 2. */
+  maxAttempts?: number;
+}
+
+/** True for the errors the WorkerEngine raises when its thread died under a call. */
+export function isWorkerCrash(error: unknown): boolean {
+  return error instanceof EngineError && /engine worker (stopped unexpectedly|exited)/i.test(error.message);
 }
 
 /** What {@link createGenerationService} returns. */
@@ -153,6 +165,8 @@ export class QueueGenerationService implements GenerationService {
   private readonly clock: Clock;
   private readonly limitsFor: GenerationServiceOptions['limitsFor'];
   private readonly randomSeed: () => number;
+  private readonly isRetryable: (error: unknown) => boolean;
+  private readonly maxAttempts: number;
   private readonly slots: number;
   private readonly queue: PQueue;
   private readonly scheduler = new FairScheduler<ActiveJob>();
@@ -174,6 +188,8 @@ export class QueueGenerationService implements GenerationService {
     this.clock = options.clock ?? systemClock;
     this.limitsFor = options.limitsFor;
     this.randomSeed = options.randomSeed ?? (() => randomInt(0, 2 ** 32));
+    this.isRetryable = options.isRetryable ?? isWorkerCrash;
+    this.maxAttempts = Math.max(1, options.maxAttempts ?? 2);
     this.slots = Math.max(1, options.config.gpuSlots);
     this.queue = new PQueue({ concurrency: this.slots });
     this.buckets = new TokenBuckets(this.clock);
@@ -567,8 +583,21 @@ export class QueueGenerationService implements GenerationService {
 
     let engineCall: Promise<EngineResult> | undefined;
     try {
-      engineCall = Promise.resolve().then(() => job.work(signal, onProgress));
-      const result = await raceAbort(engineCall, signal);
+      let result: EngineResult;
+      for (let attempt = 1; ; attempt += 1) {
+        engineCall = Promise.resolve().then(() => job.work(signal, onProgress));
+        try {
+          result = await raceAbort(engineCall, signal);
+          break;
+        } catch (error) {
+          if (signal.aborted || attempt >= this.maxAttempts || !this.isRetryable(error)) throw error;
+          this.logger.warn({ err: error, jobId: record.id, attempt }, 'engine call failed; trying again');
+          record.attempts = attempt;
+          job.fraction = 0;
+          const snapshot = copyRecord(record);
+          job.events.push(() => job.listener.retrying?.({ job: snapshot, attempt }));
+        }
+      }
       if (signal.aborted) throw this.abortError(job);
       const output = await this.output(job, result);
       if (signal.aborted) throw this.abortError(job);

@@ -43,6 +43,8 @@ export interface FakeEngineOptions {
   failPrompts?: string[];
   /** Zero-based call numbers that fail with an EngineError. */
   failCalls?: number[];
+  /** Zero-based call numbers that fail the way a dying engine worker thread does. */
+  crashCalls?: number[];
   /** When true every call waits for {@link FakeEngine.release} before its first step. */
   hold?: boolean;
   /** When true the engine ignores AbortSignal (to test that the service still times out). */
@@ -120,6 +122,7 @@ export class FakeEngine implements ImageEngine {
       stepDelayMs: options.stepDelayMs ?? 0,
       failPrompts: options.failPrompts ?? [],
       failCalls: options.failCalls ?? [],
+      crashCalls: options.crashCalls ?? [],
       hold: options.hold ?? false,
       ignoreAbort: options.ignoreAbort ?? false,
     };
@@ -137,7 +140,7 @@ export class FakeEngine implements ImageEngine {
   }
 
   /** Changes the step time or failure rules between calls. */
-  configure(options: Partial<Pick<FakeEngineOptions, 'stepDelayMs' | 'failPrompts' | 'failCalls' | 'hold' | 'steps'>>): void {
+  configure(options: Partial<Pick<FakeEngineOptions, 'stepDelayMs' | 'failPrompts' | 'failCalls' | 'crashCalls' | 'hold' | 'steps'>>): void {
     Object.assign(this.options, Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)));
   }
 
@@ -218,6 +221,7 @@ export class FakeEngine implements ImageEngine {
         else await this.waitForRelease(signal);
       }
       throwIfAborted(signal);
+      if (this.options.crashCalls.includes(index)) throw new EngineError('The engine worker stopped unexpectedly (simulated crash).');
       if (this.options.failCalls.includes(index) || this.options.failPrompts.some((word) => request.prompt.includes(word))) {
         throw new EngineError(`The fake engine was told to fail call ${index}.`);
       }

@@ -261,6 +261,23 @@ describe('cancel, timeout and failures', () => {
     expect(service.metrics.snapshot().failures).toEqual({ engine_failed: 1 });
   });
 
+  test('a job whose engine worker died is tried once more, and the listener is told', async () => {
+    const engine = new FakeEngine({ crashCalls: [0, 2, 3] });
+    const { service } = await makeService({ engine });
+    const retried = recordingListener();
+    const retryEvents: number[] = [];
+    retried.retrying = ({ attempt }) => void retryEvents.push(attempt);
+    const ticket = await service.imagine(user('a'), params('crash once'), retried);
+    expect((await retried.settled).type).toBe('completed');
+    expect(retryEvents).toEqual([1]);
+    expect((await service.getJob(ticket.job.id))?.attempts).toBe(1);
+    // A second crash of the same job is a failure, not an endless loop.
+    const twice = recordingListener();
+    await service.imagine(user('b'), params('crash twice'), twice);
+    expect(await twice.settled).toMatchObject({ type: 'failed', error: { code: ErrorCode.Engine } });
+    expect(engine.calls).toHaveLength(4);
+  });
+
   test('a listener that fails to deliver the result is told through failed', async () => {
     const { service } = await makeService();
     const listener = recordingListener({ completed: () => Promise.reject(new Error('upload refused')) });
