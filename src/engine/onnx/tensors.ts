@@ -103,6 +103,13 @@ export function concat(parts: Float32Array[]): Float32Array {
   return result;
 }
 
+/** `target` holding `input` twice: the unconditional and conditional halves of a guided batch. */
+export function fillTwice(target: Float32Array, input: Float32Array): Float32Array {
+  target.set(input, 0);
+  target.set(input, input.length);
+  return target;
+}
+
 /** Item `index` of a batch of items of `size` values (a copy). */
 export function itemOf(batch: Float32Array, index: number, size: number): Float32Array {
   return batch.slice(index * size, (index + 1) * size);

@@ -33,7 +33,7 @@ import { chunks, denoise, generatorFor, loadStageScheduler, makeScheduler, Noise
 import { detectModelFolder, readJsonFile } from '../onnx/model-folder.js';
 import { defaultSessionSettings, type SessionSettings } from '../onnx/providers.js';
 import { isFixed, loadSession, type ModelSession, RunClock } from '../onnx/session.js';
-import { applyGuidance, batchNoise, clampUnit, concat, imageToTensor, repeat, resizeBilinear, tensorToImage } from '../onnx/tensors.js';
+import { applyGuidance, batchNoise, clampUnit, concat, fillTwice, imageToTensor, repeat, resizeBilinear, tensorToImage } from '../onnx/tensors.js';
 
 /** img2img strength of each variation strength. */
 export const variationStrength = { subtle: 0.35, strong: 0.7 } as const;
@@ -271,6 +271,8 @@ export class StableDiffusionEngine implements ImageEngine {
       const scheduler = createScheduler();
       const batch = guided ? 2 * count : count;
       const hidden = guided ? concat([repeat(text.unconditional!, count), repeat(text.conditional, count)]) : repeat(text.conditional, count);
+      // One buffer for the doubled (unconditional + conditional) latents, reused by every step.
+      const doubled = guided ? new Float32Array(2 * count * latentSize) : undefined;
       const latents = await denoise({
         scheduler,
         sample: start(chunkSeeds, scheduler),
@@ -280,7 +282,7 @@ export class StableDiffusionEngine implements ImageEngine {
         onStep: () => tracker.step('unet'),
         predict: async (input, timestep) => {
           const output = await this.unet.runFor(this.unetOutput, {
-            sample: { data: guided ? concat([input, input]) : input, dims: [batch, latentChannels, latentHeight, latentWidth] },
+            sample: { data: doubled ? fillTwice(doubled, input) : input, dims: [batch, latentChannels, latentHeight, latentWidth] },
             timestep: { data: new Array<number>(batch).fill(timestep), dims: [batch] },
             encoder_hidden_states: { data: hidden, dims: [batch, this.contextLength, text.width] },
             ...(guidanceEmbedding ? { timestep_cond: { data: repeat(guidanceEmbedding, batch), dims: [batch, guidanceEmbedding.length] } } : {}),

@@ -33,7 +33,7 @@ import { chunks, denoise, generatorFor, loadStageScheduler, makeScheduler, Noise
 import { detectModelFolder, type ModelDescription } from '../onnx/model-folder.js';
 import { defaultSessionSettings, type SessionSettings } from '../onnx/providers.js';
 import { isFixed, loadSession, type ModelSession, RunClock } from '../onnx/session.js';
-import { applyGuidance, batchNoise, clampUnit, concat, imageToTensor, itemOf, normalizeRows, repeat, resizeBilinear, tensorToImage } from '../onnx/tensors.js';
+import { applyGuidance, batchNoise, clampUnit, concat, fillTwice, imageToTensor, itemOf, normalizeRows, repeat, resizeBilinear, tensorToImage } from '../onnx/tensors.js';
 import { manifestFiles, type UnclipManifest, validateManifest } from './manifest.js';
 import { existsSync } from 'node:fs';
 
@@ -267,6 +267,7 @@ export class UnclipEngine implements ImageEngine {
       const textEmbeds = guided ? concat([repeat(unconditionalEmbeds, count), repeat(conditionalEmbeds, count)]) : repeat(conditionalEmbeds, count);
       const textHidden = guided ? concat([repeat(unconditionalHidden, count), repeat(conditionalHidden, count)]) : repeat(conditionalHidden, count);
       const batch = guided ? 2 * count : count;
+      const doubled = guided ? new Float32Array(2 * count * size) : undefined;
       const sample = await denoise({
         scheduler,
         sample: start0,
@@ -276,7 +277,7 @@ export class UnclipEngine implements ImageEngine {
         onStep: () => tracker.step('prior'),
         predict: async (input, timestep) => {
           const output = await this.prior.session.runFor('predicted', {
-            sample: { data: guided ? concat([input, input]) : input, dims: [batch, size] },
+            sample: { data: doubled ? fillTwice(doubled, input) : input, dims: [batch, size] },
             timestep: { data: new Array<number>(batch).fill(timestep), dims: [batch] },
             text_embeds: { data: textEmbeds, dims: [batch, size] },
             text_hidden: { data: textHidden, dims: [batch, this.manifest.contextLength, hiddenDims[0]!] },
@@ -321,6 +322,8 @@ export class UnclipEngine implements ImageEngine {
       const textConditional = repeat(textEmbedding, count);
       const textEmbeds = guided ? concat([zeros, textConditional]) : textConditional;
       const batch = guided ? 2 * count : count;
+      // One buffer for the doubled (unconditional + conditional) sample, reused by every step.
+      const doubled = guided ? new Float32Array(2 * count * itemSize) : undefined;
       const sample = await denoise({
         scheduler,
         sample: initial,
@@ -330,7 +333,7 @@ export class UnclipEngine implements ImageEngine {
         onStep: () => tracker.step('decoder'),
         predict: async (input, timestep) => {
           const output = await session.runFor('noise_pred', {
-            sample: { data: guided ? concat([input, input]) : input, dims: [batch, 3, size.height, size.width] },
+            sample: { data: doubled ? fillTwice(doubled, input) : input, dims: [batch, 3, size.height, size.width] },
             timestep: { data: new Array<number>(batch).fill(timestep), dims: [batch] },
             image_embeds: { data: imageEmbeds, dims: [batch, embeddingSize] },
             text_embeds: { data: textEmbeds, dims: [batch, embeddingSize] },
