@@ -455,7 +455,14 @@ export class QueueGenerationService implements GenerationService {
       throw new JobError(ErrorCode.JobNotFound, `That job has expired (jobs are kept for ${formatDays(this.config.jobRetentionDays)}) or never existed. Run /imagine again to make new images.`, jobId);
     }
     if (record.status !== 'completed' || !record.images?.length) {
-      const why = record.status === 'queued' || record.status === 'running' ? 'is not finished yet; wait for its images, then press the button again' : `${record.status === 'cancelled' ? 'was cancelled' : 'failed'}, so it has no images to use; run /imagine again`;
+      const unfinished = record.status === 'queued' || record.status === 'running';
+      // This service runs every job it admits, so an unfinished record it does not hold was cut
+      // off by a crash of an earlier process and will never finish.
+      const why = unfinished && active
+        ? 'is not finished yet; wait for its images, then press the button again'
+        : unfinished
+          ? 'was interrupted by a restart before it finished, so it has no images to use; run /imagine again'
+          : `${record.status === 'cancelled' ? 'was cancelled' : 'failed'}, so it has no images to use; run /imagine again`;
       throw new JobError(ErrorCode.JobNotReady, `That job ${why}.`, jobId);
     }
     return record;

@@ -364,6 +364,13 @@ describe('buttons', () => {
     engine.releaseAll();
   });
 
+  test('a job left unfinished by a crashed process is reported as interrupted', async () => {
+    const { service } = await makeService();
+    const stale: JobRecord = { id: 'stale-job', kind: 'imagine', status: 'running', requester: user('a'), parameters: params('x'), seeds: [1, 2, 3, 4], width: 32, height: 32, engine: 'fake engine', createdAt: 1 };
+    await service.store.set(stale);
+    await expect(service.upscale(user('a'), 'stale-job', 1, recordingListener())).rejects.toThrow('That job was interrupted by a restart before it finished, so it has no images to use; run /imagine again.');
+  });
+
   test("a button press counts against the presser's limits", async () => {
     const { service } = await makeService({ config: testConfig({ rateLimitBurst: 1 }) });
     const job = await finishedJob(service);
