@@ -2,15 +2,17 @@
  * The fake Slack answers the real @slack/web-api and @slack/socket-mode clients the way Slack
  * does, so that the adapter's tests exercise the real libraries against it.
  */
-import { SocketModeClient } from '@slack/socket-mode';
-import { LogLevel, WebClient, WebClientEvent } from '@slack/web-api';
+import { LogLevel, SocketModeReceiver, webApi } from '@slack/bolt';
 import { FakeSlack } from '../../fakes/fake-slack/fake-slack.js';
 
 const png = Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), Buffer.alloc(64, 7)]);
 
+// Only @slack/bolt is a dependency; its Web API and Socket Mode clients are reached through it.
+const { WebClient, WebClientEvent } = webApi;
+
 describe('FakeSlack', () => {
   let fake: FakeSlack;
-  let client: WebClient;
+  let client: webApi.WebClient;
 
   beforeEach(async () => {
     fake = await FakeSlack.start();
@@ -69,7 +71,7 @@ describe('FakeSlack', () => {
   });
 
   test('Socket Mode: apps.connections.open hands out a ws:// URL; hello connects; envelopes are acknowledged', async () => {
-    const socket = new SocketModeClient({ appToken: fake.appToken, clientOptions: { slackApiUrl: fake.apiUrl }, logLevel: LogLevel.ERROR });
+    const socket = new SocketModeReceiver({ appToken: fake.appToken, installerOptions: { clientOptions: { slackApiUrl: fake.apiUrl } }, logLevel: LogLevel.ERROR }).client;
     const received: unknown[] = [];
     socket.on('slash_commands', async ({ ack, body }: { ack: (response?: Record<string, unknown>) => Promise<void>; body: unknown }) => {
       received.push(body);
