@@ -50,11 +50,12 @@ export function imageUrlFor(jobId: string): string {
 export function altTextFor(job: Pick<JobRecord, 'kind' | 'parameters' | 'parent' | 'strength' | 'images' | 'seeds'>): string {
   const prompt = `“${job.parameters.prompt}”`;
   const count = job.images?.length ?? job.seeds.length;
+  const source = job.parent ? `image ${job.parent.index}` : 'an image';
   switch (job.kind) {
     case 'upscale':
-      return `Upscaled image ${job.parent?.index ?? ''} for the prompt ${prompt}`.replace('  ', ' ');
+      return `Upscaled ${source} for the prompt ${prompt}`;
     case 'variation':
-      return `Grid of ${count} ${job.strength ?? 'strong'} variations of image ${job.parent?.index ?? ''} for the prompt ${prompt}`.replace('  ', ' ');
+      return `Grid of ${count} ${job.strength ?? 'strong'} variations of ${source} for the prompt ${prompt}`;
     default:
       return `Grid of ${count} images for the prompt ${prompt}`;
   }
