@@ -70,6 +70,35 @@ export function resizeBilinear(source: Float32Array, planes: number, height: num
   return target;
 }
 
+/**
+ * Resize for a model input: an exact box (area) average when shrinking by whole factors, as the
+ * training data was made (PIL BOX, avg_pool2d), otherwise bilinear.
+ */
+export function resizeForModel(source: Float32Array, planes: number, height: number, width: number, targetHeight: number, targetWidth: number): Float32Array {
+  if (height % targetHeight !== 0 || width % targetWidth !== 0 || height < targetHeight || width < targetWidth) {
+    return resizeBilinear(source, planes, height, width, targetHeight, targetWidth);
+  }
+  const factorY = height / targetHeight;
+  const factorX = width / targetWidth;
+  const target = new Float32Array(planes * targetHeight * targetWidth);
+  const area = factorY * factorX;
+  for (let plane = 0; plane < planes; plane += 1) {
+    const sourceOffset = plane * height * width;
+    const targetOffset = plane * targetHeight * targetWidth;
+    for (let y = 0; y < targetHeight; y += 1) {
+      for (let x = 0; x < targetWidth; x += 1) {
+        let sum = 0;
+        for (let dy = 0; dy < factorY; dy += 1) {
+          const row = sourceOffset + (y * factorY + dy) * width + x * factorX;
+          for (let dx = 0; dx < factorX; dx += 1) sum += source[row + dx]!;
+        }
+        target[targetOffset + y * targetWidth + x] = sum / area;
+      }
+    }
+  }
+  return target;
+}
+
 /** Nearest-neighbour ×factor enlargement of an NCHW batch (a "sharp" upscale). */
 export function resizeNearest(source: Float32Array, planes: number, height: number, width: number, targetHeight: number, targetWidth: number): Float32Array {
   const target = new Float32Array(planes * targetHeight * targetWidth);

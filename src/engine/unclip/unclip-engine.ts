@@ -33,7 +33,7 @@ import { chunks, denoise, generatorFor, loadStageScheduler, makeScheduler, Noise
 import { detectModelFolder, type ModelDescription } from '../onnx/model-folder.js';
 import { defaultSessionSettings, type SessionSettings } from '../onnx/providers.js';
 import { isFixed, loadSession, type ModelSession, RunClock } from '../onnx/session.js';
-import { applyGuidance, batchNoise, clampUnit, concat, fillTwice, imageToTensor, itemOf, normalizeRows, repeat, resizeBilinear, tensorToImage } from '../onnx/tensors.js';
+import { applyGuidance, batchNoise, clampUnit, concat, fillTwice, imageToTensor, itemOf, normalizeRows, repeat, resizeBilinear, resizeForModel, tensorToImage } from '../onnx/tensors.js';
 import { manifestFiles, type UnclipManifest, validateManifest } from './manifest.js';
 import { existsSync } from 'node:fs';
 
@@ -404,7 +404,7 @@ export class UnclipEngine implements ImageEngine {
     }
     const { image } = source;
     const encoderSize = this.manifest.imageEncoder.size;
-    const pixels = resizeBilinear(imageToTensor(image), 3, image.height, image.width, encoderSize, encoderSize);
+    const pixels = resizeForModel(imageToTensor(image), 3, image.height, image.width, encoderSize, encoderSize);
     const output = await this.imageEncoder.runFor('image_embeds', { pixel_values: { data: pixels, dims: [1, 3, encoderSize, encoderSize] } });
     return normalizeRows(output.data.slice(0, this.embeddingDim), this.embeddingDim);
   }

@@ -1,4 +1,4 @@
-import { applyGuidance, imageToTensor, normalizeRows, resizeBilinear, resizeNearest, tensorToImage } from '../../../src/engine/onnx/tensors.js';
+import { applyGuidance, imageToTensor, normalizeRows, resizeBilinear, resizeForModel, resizeNearest, tensorToImage } from '../../../src/engine/onnx/tensors.js';
 
 describe('tensor helpers', () => {
   it('resizes bilinearly like torch F.interpolate(align_corners=False)', () => {
@@ -9,6 +9,15 @@ describe('tensor helpers', () => {
     expect(Array.from(resizeNearest(source, 1, 2, 2, 4, 4))).toEqual([0, 0, 1, 1, 0, 0, 1, 1, 2, 2, 3, 3, 2, 2, 3, 3]);
     // Downscaling 4→2 averages the two middle samples (no antialiasing).
     expect(Array.from(resizeBilinear(Float32Array.from([0, 1, 2, 3]), 1, 1, 4, 1, 2))).toEqual([0.5, 2.5]);
+  });
+
+  it('shrinks model inputs by whole factors with a box average, otherwise bilinearly', () => {
+    const source = Float32Array.from({ length: 16 }, (_, index) => index * index);
+    // 4×4 → 1×1 box: the mean of all 16 (77.5); bilinear sees only the middle four (60.5).
+    expect(Array.from(resizeForModel(source, 1, 4, 4, 1, 1))).toEqual([77.5]);
+    expect(Array.from(resizeBilinear(source, 1, 4, 4, 1, 1))).toEqual([60.5]);
+    expect(Array.from(resizeForModel(source, 1, 4, 4, 2, 2))).toEqual([(0 + 1 + 16 + 25) / 4, (4 + 9 + 36 + 49) / 4, (64 + 81 + 144 + 169) / 4, (100 + 121 + 196 + 225) / 4]);
+    expect(Array.from(resizeForModel(source, 1, 4, 4, 3, 3))).toEqual(Array.from(resizeBilinear(source, 1, 4, 4, 3, 3)));
   });
 
   it('turns RGB into CHW in [-1, 1] and back', () => {
