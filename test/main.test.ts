@@ -63,3 +63,38 @@ describe('start-up', () => {
     expect(result.stderr.trim()).toBe('Invalid configuration: option `gpuSlots` / environment variable GPU_SLOTS has the value "many", which is not accepted; accepted: an integer 1..64.');
   });
 });
+
+describe('the process', () => {
+  test('npm start serves /healthz with the real engine and exits 0 on SIGTERM', async () => {
+    const { spawn } = await import('node:child_process');
+    const { mkdtempSync, rmSync } = await import('node:fs');
+    const os = await import('node:os');
+    const root = path.resolve(import.meta.dirname, '..');
+    const dataDir = mkdtempSync(path.join(os.tmpdir(), 'imagine-main-'));
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+      cwd: root,
+      env: { PATH: process.env.PATH, PORT: '0', DATA_DIR: dataDir, IMAGINE_MODEL: path.join(root, 'test/fixtures/models/unclip'), LOG_LEVEL: 'info', IMAGINE_THREADS: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    try {
+      let output = '';
+      const url = await new Promise<string>((resolve, reject) => {
+        child.stdout.on('data', (chunk: Buffer) => {
+          output += chunk.toString();
+          const match = /"url":"(http:\/\/[^"]+)"[^\n]*Imagine is ready/.exec(output);
+          if (match) resolve(match[1]!);
+        });
+        child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+        child.once('exit', (code) => reject(new Error(`exited with ${code} before it was ready:\n${output}`)));
+      });
+      const health = await fetch(`${url}/healthz`);
+      expect(health.status).toBe(200);
+      const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+      child.kill('SIGTERM');
+      expect(await exit).toBe(0);
+    } finally {
+      child.kill('SIGKILL');
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});

@@ -541,6 +541,39 @@ describe('shutdown and restart', () => {
     }
   });
 
+  test('buttons also survive a restart with the Redis store', async () => {
+    const net = await import('node:net');
+    const up = await new Promise<boolean>((resolve) => {
+      const socket = net.connect({ port: 6379, host: '127.0.0.1' });
+      socket.setTimeout(500, () => (socket.destroy(), resolve(false)));
+      socket.once('connect', () => (socket.destroy(), resolve(true)));
+      socket.once('error', () => resolve(false));
+    });
+    if (!up) {
+      console.warn('skipped: Redis is not reachable on 127.0.0.1:6379');
+      return;
+    }
+    const namespace = `imagine-test-service-${Date.now().toString(36)}`;
+    const config = testConfig({ storeUrl: 'redis://127.0.0.1:6379' });
+    const first = await createGenerationService({ config, engine: new FakeEngine(), store: await createJobStore(config, { namespace }) });
+    const listener = recordingListener();
+    const ticket = await first.imagine(user('a'), params('redis persisted', { seed: 8 }), listener);
+    await listener.settled;
+    await first.shutdown();
+    const engine = new FakeEngine();
+    const second = await createGenerationService({ config, engine, store: await createJobStore(config, { namespace }) });
+    services.push(second);
+    try {
+      const upscale = recordingListener();
+      await second.upscale(user('b'), ticket.job.id, 2, upscale);
+      const event = await upscale.settled;
+      if (event.type !== 'completed') throw new Error('upscale failed');
+      expectClose(meanColour(await decodeImage(event.output.file.data)), colourForSeed(deriveSeed(8, 1)));
+    } finally {
+      await second.store.delete(ticket.job.id);
+    }
+  });
+
   test('the default store is a SQLite file under DATA_DIR', async () => {
     const folder = temporaryFolder();
     try {
@@ -554,3 +587,26 @@ describe('shutdown and restart', () => {
 });
 
 export type { RecordingListener };
+
+describe('logging', () => {
+  test('job logs carry ids and codes but never a token from an error', async () => {
+    const { createLogger } = await import('../../src/logger.js');
+    const chunks: string[] = [];
+    const logger = createLogger({ logLevel: 'info' }, { destination: { write: (chunk: string) => void chunks.push(chunk) } });
+    const engine = new FakeEngine();
+    const token = 'xoxb-1111111111-secretsecretsecret';
+    engine.generate = async () => {
+      throw new Error(`upstream refused token ${token}`);
+    };
+    const { service } = await makeService({ engine, logger });
+    const listener = recordingListener();
+    const ticket = await service.imagine(user('a'), params('x'), listener);
+    const event = await listener.settled;
+    expect(event).toMatchObject({ type: 'failed', error: { code: ErrorCode.Internal } });
+    const text = chunks.join('');
+    expect(text).toContain(ticket.job.id);
+    expect(text).toContain('"msg":"job failed"');
+    expect(text).not.toContain(token);
+    expect(JSON.stringify(event)).not.toContain(token);
+  });
+});
