@@ -81,13 +81,16 @@ export async function startDiscord(options: StartDiscordOptions): Promise<Discor
     };
   }
 
+  // Outbound calls use their own REST client: Client.destroy() clears the client's token, and jobs
+  // still running at shutdown must be able to post their results with it.
+  const rest = new REST(restOptions(config)).setToken(config.discordToken);
   const client = new Client({ intents: [GatewayIntentBits.Guilds], rest: restOptions(config) });
-  const handler = handlerFor(client.rest);
+  const handler = handlerFor(rest);
   client.on(Events.Raw, (packet: GatewayDispatchPayload) => {
     if (packet.t !== GatewayDispatchEvents.InteractionCreate) return;
     const interaction = packet.d as APIInteraction;
     void handler.handle(interaction, async (response) => {
-      await client.rest.post(Routes.interactionCallback(interaction.id, interaction.token), { body: response, auth: false });
+      await rest.post(Routes.interactionCallback(interaction.id, interaction.token), { body: response, auth: false });
     });
   });
   client.on(Events.Error, (error) => logger.error({ err: serializeError(error) }, 'Discord client error'));

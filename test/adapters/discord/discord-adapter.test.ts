@@ -116,6 +116,24 @@ describe.each(modes)('Discord adapter (%s mode)', (mode) => {
     expect(job?.message).toMatchObject({ messageId: message.id, via: 'channel' });
   });
 
+  test('a job still running when the adapter closes is delivered afterwards, with the bot token once the token expired', async () => {
+    const extra = await DiscordHarness.start({ mode });
+    try {
+      const { fake, engine } = extra;
+      engine.configure({ hold: true });
+      await extra.imagine('finishing after close --seed 2', 'olga');
+      await engine.waitForCalls(1);
+      await extra.adapter.close();
+      fake.expireAllTokens();
+      engine.releaseAll();
+      const message = await resultMessage(extra, 0);
+      expect(message.source).toEqual({ kind: 'bot' });
+      expect(fake.callsTo('/channels/:channel/messages', 'POST').at(-1)?.status).toBe(200);
+    } finally {
+      await extra.close();
+    }
+  });
+
   test('the upload respects the interaction attachment_size_limit', async () => {
     const limit = 40_000;
     const big = await DiscordHarness.start({ mode, engine: { baseSize: 256, noise: 60, steps: 1 } });
@@ -215,6 +233,21 @@ describe('Discord adapter: gateway', () => {
     try {
       expect(harness.fake.identifies).toEqual([{ token: harness.fake.token, intents: 1 }]);
       expect(harness.fake.callsTo('/gateway/bot', 'GET')).toHaveLength(1);
+    } finally {
+      await harness.close();
+    }
+  });
+
+  test('resumes after the gateway drops the connection and keeps answering', async () => {
+    const harness = await DiscordHarness.start({ mode: 'gateway' });
+    try {
+      const { fake } = harness;
+      fake.dropGatewayConnections(4000);
+      await fake.waitFor(() => (fake.gatewayOps.get(6) ?? 0) >= 1 && fake.connectedSessions() === 1, 'a RESUME', 30_000);
+      expect(fake.identifies).toHaveLength(1);
+      const before = harness.resultCount();
+      await harness.imagine('after the resume --seed 8', 'nina');
+      await harness.waitForResult(before);
     } finally {
       await harness.close();
     }
