@@ -1,0 +1,255 @@
+/**
+ * The Lua scripts that make admission and per-user running limits atomic across processes. Each
+ * runs as one Redis command, so two bots admitting for the same user, or two workers claiming
+ * that user's jobs, can never both see a free place (a Keyv get-then-set could).
+ *
+ * A user's state is three sorted sets (queued, running, parked) of job ids plus a token bucket.
+ * Entries whose BullMQ job has finished or vanished are pruned on the way, so a process that
+ * died between two steps cannot leave a user blocked for longer than the grace period.
+ */
+import type { Redis } from 'ioredis';
+import type { RedisKeys } from './keys.js';
+
+/** Removes ids whose job finished, or whose job never appeared within the grace period. */
+const prune = `
+local function prune(key, jobPrefix, now, grace)
+  local members = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+  for i = 1, #members, 2 do
+    local id = members[i]
+    local score = tonumber(members[i + 1])
+    local jobKey = jobPrefix .. id
+    if redis.call('EXISTS', jobKey) == 1 then
+      if redis.call('HEXISTS', jobKey, 'finishedOn') == 1 then redis.call('ZREM', key, id) end
+    elseif score < now - grace then
+      redis.call('ZREM', key, id)
+    end
+  end
+end
+`;
+
+/**
+ * KEYS: bucket, queued, running, press. ARGV: now, ratePerMinute, burst, maxRunning, maxQueued,
+ * jobId, jobPrefix, pressTtlMs (0 = no dedupe), graceMs.
+ * Returns {'ok', pendingBefore, tokensLeft} | {'duplicate', jobId} | {'full', running, queued, headId, oldestRunningStart} | {'rate', retryAfterMs}.
+ */
+const admitScript = `${prune}
+local now = tonumber(ARGV[1])
+local rate = tonumber(ARGV[2])
+local burst = tonumber(ARGV[3])
+local maxRunning = tonumber(ARGV[4])
+local maxQueued = tonumber(ARGV[5])
+local jobId = ARGV[6]
+local pressTtl = tonumber(ARGV[8])
+local grace = tonumber(ARGV[9])
+if pressTtl > 0 then
+  local existing = redis.call('GET', KEYS[4])
+  if existing then return {'duplicate', existing} end
+end
+prune(KEYS[2], ARGV[7], now, grace)
+prune(KEYS[3], ARGV[7], now, grace)
+local running = redis.call('ZCARD', KEYS[3])
+local queued = redis.call('ZCARD', KEYS[2])
+if running + queued >= maxRunning + maxQueued then
+  local head = redis.call('ZRANGE', KEYS[2], 0, 0)[1] or ''
+  local oldest = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')[2] or ''
+  return {'full', running, queued, head, tostring(oldest)}
+end
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(state[1])
+local at = tonumber(state[2])
+if tokens == nil or at == nil then
+  tokens = burst
+  at = now
+end
+tokens = math.min(burst, tokens + math.max(0, now - at) * rate / 60000)
+if tokens < 1 then
+  return {'rate', tostring((1 - tokens) * 60000 / rate)}
+end
+tokens = tokens - 1
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
+redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) * 60000 / rate) + 60000)
+redis.call('ZADD', KEYS[2], now, jobId)
+if pressTtl > 0 then redis.call('SET', KEYS[4], jobId, 'PX', pressTtl) end
+return {'ok', running + queued, tostring(tokens)}
+`;
+
+/** KEYS: bucket. ARGV: now, ratePerMinute, burst. Returns {tokens} without taking one. */
+const peekScript = `
+local now = tonumber(ARGV[1])
+local rate = tonumber(ARGV[2])
+local burst = tonumber(ARGV[3])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(state[1])
+local at = tonumber(state[2])
+if tokens == nil or at == nil then return tostring(burst) end
+return tostring(math.min(burst, tokens + math.max(0, now - at) * rate / 60000))
+`;
+
+/**
+ * A worker asks to start a job. KEYS: queued, running, parked, starts, cancelled. ARGV: now,
+ * maxRunning, jobId, jobPrefix, graceMs. Returns {'run', starts} | {'park'} | {'cancelled'}.
+ * A job already counted as running is a retry after its worker died: it runs at once.
+ */
+const claimScript = `${prune}
+local now = tonumber(ARGV[1])
+local maxRunning = tonumber(ARGV[2])
+local jobId = ARGV[3]
+if redis.call('EXISTS', KEYS[5]) == 1 then return {'cancelled'} end
+if not redis.call('ZSCORE', KEYS[2], jobId) then
+  prune(KEYS[2], ARGV[4], now, tonumber(ARGV[5]))
+  if redis.call('ZCARD', KEYS[2]) >= maxRunning then
+    redis.call('ZADD', KEYS[3], now, jobId)
+    return {'park'}
+  end
+  redis.call('ZADD', KEYS[2], now, jobId)
+end
+redis.call('ZREM', KEYS[1], jobId)
+redis.call('ZREM', KEYS[3], jobId)
+local starts = redis.call('INCR', KEYS[4])
+redis.call('PEXPIRE', KEYS[4], 604800000)
+return {'run', starts}
+`;
+
+/**
+ * A job stops running. KEYS: queued, running, parked. ARGV: jobId, requeue (1 = it will run
+ * again), now. Returns the user's parked job ids, which may now run.
+ */
+const releaseScript = `
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+if ARGV[2] == '1' then redis.call('ZADD', KEYS[1], tonumber(ARGV[3]), ARGV[1]) else redis.call('ZREM', KEYS[1], ARGV[1]) end
+local parked = redis.call('ZRANGE', KEYS[3], 0, -1)
+redis.call('DEL', KEYS[3])
+return parked
+`;
+
+/**
+ * Places of waiting jobs. KEYS: prioritized, wait. ARGV: pairs of (jobId, priority). Returns one
+ * number per job: its 1-based place among waiting jobs, or 0 when it is not waiting. Parked
+ * jobs (delayed) are placed after the waiting jobs of their priority.
+ */
+const positionsScript = `
+local ahead = redis.call('LLEN', KEYS[2])
+local result = {}
+for i = 1, #ARGV, 2 do
+  local id = ARGV[i]
+  local rank = redis.call('ZRANK', KEYS[1], id)
+  if rank then
+    result[#result + 1] = ahead + rank + 1
+  elseif redis.call('LPOS', KEYS[2], id) then
+    result[#result + 1] = 1
+  else
+    local priority = tonumber(ARGV[i + 1])
+    result[#result + 1] = -(ahead + redis.call('ZCOUNT', KEYS[1], '-inf', '(' .. tostring((priority + 1) * 4294967296)) + 1)
+  end
+end
+return result
+`;
+
+/** KEYS: stats. ARGV: kind, durationMs, smoothing. Moves the kind's moving average. */
+const recordDurationScript = `
+local field = 'avg:' .. ARGV[1]
+local current = tonumber(redis.call('HGET', KEYS[1], field))
+local value = tonumber(ARGV[2])
+if current then value = current + tonumber(ARGV[3]) * (value - current) end
+redis.call('HSET', KEYS[1], field, tostring(value))
+return tostring(value)
+`;
+
+/** The outcome of an admission attempt. */
+export type AdmitResult =
+  | { kind: 'ok'; pendingBefore: number; tokensLeft: number }
+  | { kind: 'duplicate'; jobId: string }
+  | { kind: 'full'; running: number; queued: number; headId: string | undefined; oldestRunningStart: number | undefined }
+  | { kind: 'rate'; retryAfterMs: number };
+
+/** The outcome of a worker's claim on a job. */
+export type ClaimResult = { kind: 'run'; starts: number } | { kind: 'park' } | { kind: 'cancelled' };
+
+/** The limits an admission checks. */
+export interface AdmitLimits {
+  ratePerMinute: number;
+  burst: number;
+  maxRunning: number;
+  maxQueued: number;
+}
+
+/** How long an id may sit in a user's set without a BullMQ job before it is treated as stale. */
+export const staleGraceMs = 60_000;
+
+type Reply = Array<string | number>;
+
+/** Typed calls of the scripts over one connection (EVALSHA with a fallback to EVAL, by ioredis). */
+export class AdmissionScripts {
+  private readonly connection: Redis & Record<string, (...args: Array<string | number>) => Promise<unknown>>;
+
+  constructor(connection: Redis, private readonly keys: RedisKeys) {
+    const scripts: Record<string, { lua: string; keys: number }> = {
+      imagineAdmit: { lua: admitScript, keys: 4 },
+      imaginePeek: { lua: peekScript, keys: 1 },
+      imagineClaim: { lua: claimScript, keys: 5 },
+      imagineRelease: { lua: releaseScript, keys: 3 },
+      imaginePositions: { lua: positionsScript, keys: 2 },
+      imagineRecordDuration: { lua: recordDurationScript, keys: 1 },
+    };
+    for (const [name, script] of Object.entries(scripts)) {
+      if (!(name in connection)) connection.defineCommand(name, { lua: script.lua, numberOfKeys: script.keys });
+    }
+    this.connection = connection as typeof this.connection;
+  }
+
+  /** Checks the user's limits and token bucket and, if all allow, records the job as queued. */
+  async admit(options: { userKey: string; jobId: string; now: number; limits: AdmitLimits; pressSignature?: string; pressTtlMs: number }): Promise<AdmitResult> {
+    const { userKey, limits } = options;
+    const pressKey = this.keys.press(options.pressSignature ?? 'none');
+    const reply = (await this.connection.imagineAdmit!(
+      this.keys.bucket(userKey), this.keys.queued(userKey), this.keys.running(userKey), pressKey,
+      options.now, limits.ratePerMinute, limits.burst, limits.maxRunning, limits.maxQueued, options.jobId, this.keys.jobPrefix,
+      options.pressSignature ? options.pressTtlMs : 0, staleGraceMs,
+    )) as Reply;
+    switch (reply[0]) {
+      case 'ok':
+        return { kind: 'ok', pendingBefore: Number(reply[1]), tokensLeft: Number(reply[2]) };
+      case 'duplicate':
+        return { kind: 'duplicate', jobId: String(reply[1]) };
+      case 'full':
+        return { kind: 'full', running: Number(reply[1]), queued: Number(reply[2]), headId: reply[3] ? String(reply[3]) : undefined, oldestRunningStart: reply[4] ? Number(reply[4]) : undefined };
+      default:
+        return { kind: 'rate', retryAfterMs: Number(reply[1]) };
+    }
+  }
+
+  /** Tokens the user has now (fractional), without taking one. */
+  async peekTokens(userKey: string, now: number, limits: Pick<AdmitLimits, 'ratePerMinute' | 'burst'>): Promise<number> {
+    return Number(await this.connection.imaginePeek!(this.keys.bucket(userKey), now, limits.ratePerMinute, limits.burst));
+  }
+
+  /** A worker's claim: run now, park (the user runs enough already) or drop (cancelled). */
+  async claim(options: { userKey: string; jobId: string; now: number; maxRunning: number }): Promise<ClaimResult> {
+    const { userKey, jobId } = options;
+    const reply = (await this.connection.imagineClaim!(
+      this.keys.queued(userKey), this.keys.running(userKey), this.keys.parked(userKey), this.keys.starts(jobId), this.keys.cancelled(jobId),
+      options.now, options.maxRunning, jobId, this.keys.jobPrefix, staleGraceMs,
+    )) as Reply;
+    if (reply[0] === 'run') return { kind: 'run', starts: Number(reply[1]) };
+    return reply[0] === 'park' ? { kind: 'park' } : { kind: 'cancelled' };
+  }
+
+  /** Forgets a job that stopped running (or re-queues it when it will run again); returns the user's parked jobs. */
+  async release(options: { userKey: string; jobId: string; requeue: boolean; now: number }): Promise<string[]> {
+    const { userKey } = options;
+    return (await this.connection.imagineRelease!(this.keys.queued(userKey), this.keys.running(userKey), this.keys.parked(userKey), options.jobId, options.requeue ? '1' : '0', options.now)) as string[];
+  }
+
+  /** Places of waiting jobs: > 0 waiting in line, < 0 parked (its absolute value is the estimated place), 0 not waiting. */
+  async positions(jobs: Array<{ id: string; priority: number }>): Promise<number[]> {
+    if (jobs.length === 0) return [];
+    const args = jobs.flatMap((job) => [job.id, job.priority]);
+    return ((await this.connection.imaginePositions!(this.keys.prioritized, this.keys.wait, ...args)) as number[]).map(Number);
+  }
+
+  /** Moves the moving average of a kind's duration; returns the new average. */
+  async recordDuration(kind: string, durationMs: number, smoothing: number): Promise<number> {
+    return Number(await this.connection.imagineRecordDuration!(this.keys.stats, kind, Math.round(durationMs), smoothing));
+  }
+}
