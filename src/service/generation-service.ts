@@ -512,7 +512,7 @@ export class QueueGenerationService implements GenerationService {
       this.dispatched += 1;
       this.runningByUser.set(job.userKey, (this.runningByUser.get(job.userKey) ?? 0) + 1);
       job.state = 'running';
-      void this.queue.add(() => this.run(job));
+      void this.queue.add(() => this.run(job)).catch((error: unknown) => this.logger.error({ err: error, jobId: job.record.id }, 'the queue failed to run a job'));
     }
     if (started) this.scheduleRefresh();
   }
