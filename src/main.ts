@@ -75,8 +75,16 @@ export async function start(options: StartOptions = {}): Promise<RunningApp> {
       handlers: [healthAndMetrics({ health: serviceHealth(() => service), metrics: serviceMetrics(() => service) })],
     });
     logger.info({ model: config.model, slots: config.gpuSlots }, 'loading the model');
-    engine = await (options.createEngine ?? defaultEngine)(config);
-    service = await createGenerationService({ config, engine, logger });
+    if (config.queue === 'redis') {
+      // Bots load no model: GPU workers (`npm run worker`) run the jobs and publish the engine's capabilities.
+      const { createRedisGenerationService } = await import('./service/redis/redis-service.js');
+      const shared = await createRedisGenerationService({ config, logger });
+      service = shared;
+      engine = shared.engine;
+    } else {
+      engine = await (options.createEngine ?? defaultEngine)(config);
+      service = await createGenerationService({ config, engine, logger });
+    }
     logger.info({ engine: engine.capabilities.name, store: service.store.kind }, 'generation service ready');
 
     // One set of command settings (user defaults, channel lists, runtime limits) for every adapter.
