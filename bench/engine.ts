@@ -5,7 +5,8 @@
  *   time spent inside onnxruntime's session.run for it (target ≤ 1.05); also in-process.
  * - batching: a grid drawn in batches of four vs four single-image passes (target ≥ 1.5× throughput).
  * - peer: the same weights in PyTorch eager with the same sampler and steps (needs the training
- *   checkpoints of the shipped model; null with the reason otherwise).
+ *   checkpoints of the shipped model; null with the reason otherwise). It also draws one grid from
+ *   the engine's own starting noise, and reports how far its images are from the engine's.
  * - memory: peak RSS of the process while the worker draws grids.
  *
  *   npm run bench -- engine [--model models/imagine-shapes] [--runs 3] [--threads 0] [--checkpoints training/runs/default] [--no-peer]
@@ -15,13 +16,15 @@
  * unCLIP fixture and says so in `model`.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 import { projectRoot, shippedModel } from '../src/config/config.js';
-import type { ImageEngine } from '../src/engine/engine.js';
+import type { ImageEngine, RgbImage } from '../src/engine/engine.js';
+import { generatorFor, NoiseStream } from '../src/engine/onnx/diffusion.js';
+import { batchNoise, imageToTensor } from '../src/engine/onnx/tensors.js';
 import { createEngine, loadEngine } from '../src/engine/factory.js';
 import type { SessionSettings } from '../src/engine/onnx/providers.js';
 import { RunClock } from '../src/engine/onnx/session.js';
@@ -77,20 +80,29 @@ tok = SimpleTokenizer(os.path.join(model_dir, manifest["tokenizer"]["merges"]))
 sched = lambda entry: Schedule(json.load(open(os.path.join(model_dir, entry["scheduler"]))))
 P, D, U = manifest["prior"], manifest["decoder"], manifest["upsamplers"][0]
 prompt = sys.argv[6]
+noise_dir = sys.argv[7] if len(sys.argv) > 7 else ""
+def given(name, shape):
+    if not noise_dir:
+        return None
+    import numpy as np
+    return torch.from_numpy(np.fromfile(os.path.join(noise_dir, name + ".bin"), dtype=np.float32).reshape(shape))
 @torch.no_grad()
-def grid(seed):
+def grid(seed, fixed=False):
     g = torch.Generator().manual_seed(seed)
     B = 4
+    E, S, F_ = manifest["embeddingDim"], D["size"], U["factor"]
     emb, hidden = clip.text(torch.tensor([tok(""), tok(prompt)]))
     te = torch.cat([emb[:1].expand(B, -1), emb[1:].expand(B, -1)])
     th = torch.cat([hidden[:1].expand(B, -1, -1), hidden[1:].expand(B, -1, -1)])
-    z = sample(lambda x, t, d: prior(x, t, te, th) if d else prior(x, t, te[B:], th[B:]), (B, manifest["embeddingDim"]), sched(P), P["steps"], guidance=P["guidance"], generator=g)
+    z = sample(lambda x, t, d: prior(x, t, te, th) if d else prior(x, t, te[B:], th[B:]), (B, E), sched(P), P["steps"], guidance=P["guidance"], generator=g, x=given("prior", (B, E)) if fixed else None)
     z = F.normalize(z / P["embeddingScale"], dim=-1)
     zz = torch.cat([torch.zeros_like(z), z])
-    S = D["size"]
-    x = sample(lambda x_, t, d: dec(x_, t, zz if d else z), (B, 3, S, S), sched(D), D["steps"], guidance=D["guidance"], generator=g).clamp(-1, 1)
-    low = F.interpolate(x, scale_factor=U["factor"], mode="bilinear", align_corners=False)
-    return sample(lambda y, t, d: up1(y, t, None, low), (B, 3, S * U["factor"], S * U["factor"]), sched(U), U["steps"], generator=g)
+    x = sample(lambda x_, t, d: dec(x_, t, zz if d else z), (B, 3, S, S), sched(D), D["steps"], guidance=D["guidance"], generator=g, x=given("decoder", (B, 3, S, S)) if fixed else None).clamp(-1, 1)
+    low = F.interpolate(x, scale_factor=F_, mode="bilinear", align_corners=False)
+    return sample(lambda y, t, d: up1(y, t, None, low), (B, 3, S * F_, S * F_), sched(U), U["steps"], generator=g, x=given("upsampler", (B, 3, S * F_, S * F_)) if fixed else None)
+if noise_dir:
+    # The engine's own starting noise: the two implementations must then draw the same images.
+    grid(0, fixed=True).clamp(-1, 1).numpy().astype("float32").tofile(os.path.join(noise_dir, "torch.bin"))
 grid(1)
 times = []
 for run in range(runs):
@@ -100,15 +112,34 @@ for run in range(runs):
 print(json.dumps({"torchGridMs": 1000 * sum(times) / len(times), "torchThreads": torch.get_num_threads(), "torch": torch.__version__}))
 `;
 
-function runPeer(checkpoints: string, model: string, threads: number, runs: number): { figures?: Record<string, number | string>; reason?: string } {
+function runPeer(checkpoints: string, model: string, threads: number, runs: number, noiseDir: string): { figures?: Record<string, number | string>; reason?: string } {
   const needed = ['config.json', 'clip.pt', 'prior.pt', 'decoder.pt', 'up1.pt', 'vocab_ids.json'];
   const missing = needed.filter((file) => !existsSync(path.join(checkpoints, file)));
   if (missing.length > 0) return { reason: `no PyTorch checkpoints for this model (${missing.join(', ')} missing in ${path.relative(projectRoot, checkpoints) || checkpoints})` };
   const python = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
-  const result = spawnSync(python, ['-c', peerScript, projectRoot, checkpoints, model, String(threads), String(runs), prompt], { encoding: 'utf8', timeout: 30 * 60_000 });
+  const result = spawnSync(python, ['-c', peerScript, projectRoot, checkpoints, model, String(threads), String(runs), prompt, noiseDir], { encoding: 'utf8', timeout: 30 * 60_000 });
   const line = result.stdout?.trim().split('\n').at(-1);
   if (result.status !== 0 || !line) return { reason: `the PyTorch run failed: ${(result.stderr || result.error?.message || '').trim().split('\n').slice(-3).join(' ')}` };
   return { figures: JSON.parse(line) as Record<string, number | string> };
+}
+
+/** How far PyTorch's images (NCHW floats in [-1, 1]) are from the engine's, in 8-bit levels. */
+function compareImages(torchImages: Float32Array, images: RgbImage[]): { maxDifference: number; meanDifference: number } {
+  let max = 0;
+  let sum = 0;
+  let count = 0;
+  images.forEach((image, index) => {
+    const mine = imageToTensor(image);
+    const offset = index * mine.length;
+    for (let item = 0; item < mine.length; item += 1) {
+      const theirs = Math.round((Math.max(-1, Math.min(1, torchImages[offset + item]!)) + 1) * 127.5);
+      const difference = Math.abs(Math.round((mine[item]! + 1) * 127.5) - theirs);
+      max = Math.max(max, difference);
+      sum += difference;
+      count += 1;
+    }
+  });
+  return { maxDifference: max, meanDifference: round(sum / Math.max(1, count), 3) };
 }
 
 export async function run(args: string[] = []): Promise<Record<string, unknown>> {
@@ -140,6 +171,8 @@ export async function run(args: string[] = []): Promise<Record<string, unknown>>
   const clock = new RunClock();
   const batched = await loadEngine(model, { settings, clock });
   const inProcess = await timeGrids(batched, runs, async () => clock.milliseconds);
+  const square = batched.capabilities.sizes['1:1']!;
+  const reference = await batched.generate({ prompt, width: square.width, height: square.height, seeds });
   await batched.close();
   const singleClock = new RunClock();
   const single = await loadEngine(model, { settings, clock: singleClock, maxBatch: 1 });
@@ -153,10 +186,22 @@ export async function run(args: string[] = []): Promise<Record<string, unknown>>
   if (args.includes('--no-peer')) peerReason = 'skipped (--no-peer)';
   else if (isFixture) peerReason = 'the tiny fixture has no PyTorch twin; the shipped model (models/imagine-shapes) is not there yet';
   else {
-    const outcome = runPeer(checkpoints, model, threads, runs);
+    const noiseDir = mkdtempSync(path.join(os.tmpdir(), 'imagine-peer-'));
+    const manifest = JSON.parse(readFileSync(manifestFile, 'utf8')) as { embeddingDim: number; decoder: { size: number }; upsamplers: Array<{ factor: number }> };
+    const upscaled = manifest.decoder.size * manifest.upsamplers[0]!.factor;
+    const writeNoise = (name: string, stream: number, size: number): void => {
+      writeFileSync(path.join(noiseDir, `${name}.bin`), batchNoise(seeds.map((seed) => generatorFor(seed, stream)), size));
+    };
+    writeNoise('prior', NoiseStream.prior, manifest.embeddingDim);
+    writeNoise('decoder', NoiseStream.decoder, 3 * manifest.decoder.size ** 2);
+    writeNoise('upsampler', NoiseStream.upsampler, 3 * upscaled ** 2);
+    const outcome = runPeer(checkpoints, model, threads, runs, noiseDir);
+    const torchFile = path.join(noiseDir, 'torch.bin');
+    const agreement = existsSync(torchFile) ? compareImages(new Float32Array(readFileSync(torchFile).buffer.slice(0)), reference.images.map((image) => image.image)) : undefined;
+    rmSync(noiseDir, { recursive: true, force: true });
     if (outcome.figures) {
       const torchGridMs = Number(outcome.figures.torchGridMs);
-      peer = { ...outcome.figures, torchGridMs: round(torchGridMs, 1), onnxGridMs: round(viaWorker.wallMs, 1), speedupVsTorch: round(torchGridMs / viaWorker.wallMs, 2) };
+      peer = { ...outcome.figures, torchGridMs: round(torchGridMs, 1), onnxGridMs: round(viaWorker.wallMs, 1), speedupVsTorch: round(torchGridMs / viaWorker.wallMs, 2), ...(agreement ? { sameNoiseImages: agreement } : {}) };
       console.log(`PyTorch eager: grid ${round(torchGridMs, 1)} ms`);
     } else {
       peerReason = outcome.reason;
