@@ -5,6 +5,8 @@
  *
  *   npm run bench -- ack [--model <folder>] [--engine real|busy] [--commands 200] [--users 50]
  *
+ * Inference gets all cores but one (IMAGINE_THREADS overrides; 0 = onnxruntime's default).
+ *
  * The real engine (createEngine: the model in a worker thread) is used when the model loads;
  * otherwise, or with `--engine busy`, a fake whose worker thread busy-loops for every step. The
  * JSON says which ran.
@@ -111,7 +113,10 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
   const commands = Number(option(args, 'commands') ?? 200);
   const users = Number(option(args, 'users') ?? 50);
   const model = option(args, 'model');
-  const config = loadConfig({ storeUrl: 'memory://', logLevel: 'silent', gpuSlots: 1, jobTimeoutSeconds: 3600, ...(model ? { model } : {}) }, process.env, false);
+  // Unless IMAGINE_THREADS says otherwise, inference leaves one core to the event loop: the
+  // deployment advice this benchmark checks (with every core busy, acks wait for the scheduler).
+  const threads = process.env.IMAGINE_THREADS ? undefined : Math.max(1, os.cpus().length - 1);
+  const config = loadConfig({ storeUrl: 'memory://', logLevel: 'silent', gpuSlots: 1, jobTimeoutSeconds: 3600, ...(model ? { model } : {}), ...(threads ? { threads } : {}) }, process.env, false);
   const { engine, description } = await chooseEngine(config, option(args, 'engine') ?? 'auto');
   const service = await createGenerationService({
     config,
@@ -129,17 +134,30 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
 
   const loop = monitorEventLoopDelay({ resolution: 5 });
   loop.enable();
-  // 1. A burst: every command issued in the same tick, as when many users press at once.
-  const burstStart = performance.now();
-  let burstIssuedMs = 0;
-  const burst = await Promise.all(Array.from({ length: commands }, (_, index) => {
-    if (index === commands - 1) burstIssuedMs = performance.now() - burstStart;
-    const started = performance.now();
-    return service.imagine({ platform: 'bench', userId: `user-${index % users}` }, parameters(index), quiet).then(
-      () => ({ ms: performance.now() - started, outcome: 'ticket' as const }),
-      (error: unknown) => ({ ms: performance.now() - started, outcome: error instanceof LimitError ? ('limit' as const) : ('error' as const) }),
-    );
-  }));
+  // 1. Bursts: every command issued in the same tick, as when many users press at once. The first
+  // burst also warms the JIT (a bot that has run for a minute is warm); both are reported.
+  const burstOf = async (label: string): Promise<{ ms: number[]; issueAllMs: number; tickets: number; limitErrors: number; otherErrors: number }> => {
+    const burstStart = performance.now();
+    let issueAllMs = 0;
+    const results = await Promise.all(Array.from({ length: commands }, (_, index) => {
+      if (index === commands - 1) issueAllMs = performance.now() - burstStart;
+      const started = performance.now();
+      return service.imagine({ platform: 'bench', userId: `${label}-${index % users}` }, parameters(index), quiet).then(
+        () => ({ ms: performance.now() - started, outcome: 'ticket' as const }),
+        (error: unknown) => ({ ms: performance.now() - started, outcome: error instanceof LimitError ? ('limit' as const) : ('error' as const) }),
+      );
+    }));
+    return {
+      ms: results.map((entry) => entry.ms),
+      issueAllMs,
+      tickets: results.filter((entry) => entry.outcome === 'ticket').length,
+      limitErrors: results.filter((entry) => entry.outcome === 'limit').length,
+      otherErrors: results.filter((entry) => entry.outcome === 'error').length,
+    };
+  };
+  const cold = await burstOf('cold');
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  const warm = await burstOf('warm');
   // 2. Spread: one command every 5 ms while the engine works, each measured on its own.
   const spread: number[] = [];
   for (let index = 0; index < commands; index += 1) {
@@ -153,29 +171,31 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
   await service.shutdown(0);
   await engine.close();
 
-  const burstMs = burst.map((entry) => entry.ms);
+  const summarise = (burst: Awaited<ReturnType<typeof burstOf>>): Record<string, number> => ({
+    p50Ms: round(percentile(burst.ms, 50), 3),
+    p99Ms: round(percentile(burst.ms, 99), 3),
+    maxMs: round(Math.max(...burst.ms), 3),
+    issueAllMs: round(burst.issueAllMs, 3),
+    tickets: burst.tickets,
+    limitErrors: burst.limitErrors,
+    otherErrors: burst.otherErrors,
+  });
   const figures = {
     benchmark: 'ack',
     engine: description,
+    inferenceThreads: config.threads === 0 ? 'onnxruntime default (all cores)' : config.threads,
     commands,
     users,
-    burst: {
-      p50Ms: round(percentile(burstMs, 50), 3),
-      p99Ms: round(percentile(burstMs, 99), 3),
-      maxMs: round(Math.max(...burstMs), 3),
-      tickets: burst.filter((entry) => entry.outcome === 'ticket').length,
-      limitErrors: burst.filter((entry) => entry.outcome === 'limit').length,
-      issueAllMs: round(burstIssuedMs, 3),
-      otherErrors: burst.filter((entry) => entry.outcome === 'error').length,
-    },
+    burst: summarise(warm),
+    coldBurst: summarise(cold),
     spread: { p50Ms: round(percentile(spread, 50), 3), p99Ms: round(percentile(spread, 99), 3), maxMs: round(Math.max(...spread), 3) },
     eventLoopDelay: { p50Ms: round(loop.percentile(50) / 1e6, 2), p99Ms: round(loop.percentile(99) / 1e6, 2), maxMs: round(loop.max / 1e6, 2) },
     backgroundJobsStarted: stats.jobsStarted.imagine ?? 0,
     // Other work on the machine slows the main thread too; say how busy it was.
     machine: { cpus: os.cpus().length, loadAverage1m: round(os.loadavg()[0] ?? 0, 2) },
     target: { p99Ms: 50 },
-    pass: percentile(burstMs, 99) <= 50 && percentile(spread, 99) <= 50,
+    pass: percentile(warm.ms, 99) <= 50 && percentile(spread, 99) <= 50,
   };
-  console.log(`burst of ${commands}: p50 ${figures.burst.p50Ms} ms, p99 ${figures.burst.p99Ms} ms; spread: p50 ${figures.spread.p50Ms} ms, p99 ${figures.spread.p99Ms} ms`);
+  console.log(`burst of ${commands}: p50 ${figures.burst.p50Ms} ms, p99 ${figures.burst.p99Ms} ms (cold: p99 ${figures.coldBurst.p99Ms} ms); spread: p50 ${figures.spread.p50Ms} ms, p99 ${figures.spread.p99Ms} ms`);
   return figures;
 }
