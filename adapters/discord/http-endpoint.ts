@@ -79,6 +79,8 @@ export async function startInteractionsEndpoint(options: { publicKey: string; ho
     const timer = setTimeout(() => answer({ type: InteractionResponseType.DeferredChannelMessageWithSource, data: { flags: MessageFlags.Ephemeral } }), responseDeadlineMs);
     const first = await Promise.race([answered, handling.then(() => answered)]);
     clearTimeout(timer);
+    // Later calls for this interaction wait until Discord has its first answer (or the connection is gone).
+    response.once('close', () => sent());
     response.writeHead(200, { 'content-type': 'application/json' });
     response.end(JSON.stringify(first), () => sent());
     await handling;

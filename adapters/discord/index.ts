@@ -4,7 +4,7 @@
  * interactions endpoint (DISCORD_MODE=http). Both hand the same interaction JSON to one handler,
  * and all outbound calls go through @discordjs/rest with DISCORD_API_URL as its base.
  */
-import { Client, Events, GatewayDispatchEvents, GatewayIntentBits, InteractionResponseType, REST, Routes, type APIInteraction, type GatewayDispatchPayload } from 'discord.js';
+import { Client, Events, GatewayDispatchEvents, GatewayIntentBits, REST, Routes, type APIInteraction, type GatewayDispatchPayload } from 'discord.js';
 import { commandSettingsFor, type CommandSettings } from '../../commands/dispatch.js';
 import type { Config } from '../../src/config/config.js';
 import { ConfigError, serializeError } from '../../src/errors.js';
@@ -29,6 +29,8 @@ export interface StartDiscordOptions {
   timing?: Partial<DeliveryTiming>;
   /** Time sources (tests). */
   timers?: DeliveryTimers;
+  /** How long admission may take before a command is acknowledged as deferred anyway. Default 1500. */
+  ackDeadlineMs?: number;
   /** Milliseconds to wait for the gateway's READY before giving up. Default 30 000. */
   readyTimeoutMs?: number;
 }
@@ -65,6 +67,7 @@ export async function startDiscord(options: StartDiscordOptions): Promise<Discor
       commandSettings,
       ...(options.timing ? { timing: options.timing } : {}),
       ...(options.timers ? { timers: options.timers } : {}),
+      ...(options.ackDeadlineMs !== undefined ? { ackDeadlineMs: options.ackDeadlineMs } : {}),
     });
 
   if (config.discordMode === 'http') {
@@ -119,6 +122,3 @@ export async function startDiscord(options: StartDiscordOptions): Promise<Discor
     },
   };
 }
-
-/** The interaction response types, re-exported for tests that speak raw JSON. */
-export { InteractionResponseType };

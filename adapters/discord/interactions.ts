@@ -145,6 +145,8 @@ export function createInteractionHandler(options: InteractionHandlerOptions): In
     }
     const original = Routes.webhookMessage(applicationIdOf(interaction), interaction.token, '@original');
     if (reply.ephemeral && !deferredEphemeral) {
+      // End "thinking…" first: Discord would turn the first followup into the public response.
+      await rest.patch(original, { body: { content: '…', allowed_mentions: { parse: [] } }, auth: false });
       await rest.delete(original, { auth: false });
       await followup(interaction, reply.text, ephemeral);
     } else {

@@ -186,6 +186,36 @@ describe.each(modes)('Discord adapter (%s mode)', (mode) => {
     expect(job?.parameters.aspectRatio).toBe('16:9');
   });
 
+  test('an admin cancels anyone\'s job and denies a channel; the owner hears of it ephemerally', async () => {
+    const { fake, engine } = harness;
+    const admin = harness.actor('olive', { permissions: String(1 << 5) });
+    engine.configure({ hold: true });
+    const calls = engine.calls.length;
+    const ephemerals = harness.ephemeralCount();
+    let jobId: string;
+    try {
+      const { token } = await harness.imagineAs('to be cancelled', harness.actor('paul'));
+      await engine.waitForCalls(calls + 1);
+      await fake.waitFor(() => /Generating|Starting|Queued/.test(fake.originalResponse(token)?.content ?? ''), 'the status');
+      jobId = (await harness.service.info({ platform: 'discord', userId: 'paul' })).running[0]!.id;
+      const cancel = await harness.command('admin', [{ name: 'action', type: 3, value: 'cancel-job' }, { name: 'job', type: 3, value: jobId }], admin);
+      expect(fake.originalResponse(cancel.token)?.content).toMatch(/Cancelled job/);
+      expect(fake.originalResponse(cancel.token)?.flags).toBe(EphemeralFlag);
+    } finally {
+      engine.releaseAll();
+    }
+    const texts: string[] = [];
+    for (let index = ephemerals; texts.length < 2; index += 1) texts.push(await harness.waitForEphemeral(index));
+    expect(texts.some((text) => /🛑/.test(text) && /cancelled/i.test(text))).toBe(true);
+    expect((await harness.getJob(jobId))?.status).toBe('cancelled');
+
+    const deny = await harness.command('admin', [{ name: 'action', type: 3, value: 'deny-channel' }, { name: 'channel', type: 3, value: '8800' }], admin);
+    expect(fake.originalResponse(deny.token)?.content).toMatch(/8800.*denied/);
+    const refused = await harness.imagineAs('in a denied channel', harness.actor('paul', { channelId: '8800' }));
+    expect(fake.originalResponse(refused.token)?.content).toMatch(/not drawing in this channel/);
+    await harness.command('admin', [{ name: 'action', type: 3, value: 'clear-channel' }, { name: 'channel', type: 3, value: '8800' }], admin);
+  });
+
   test('/admin is refused to members without Manage Server and allowed with it', async () => {
     const { fake } = harness;
     const refused = await harness.command('admin', [{ name: 'action', type: 3, value: 'list-channels' }], harness.actor('jack'));

@@ -7,8 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { startDiscord, type DiscordAdapter } from '../../../adapters/discord/index.js';
-import { commandSettingsFor } from '../../../commands/dispatch.js';
-import { createUserSettingsStore } from '../../../commands/user-settings.js';
+import { openCommandSettings } from '../../../commands/command-settings.js';
 import { loadConfig, type Config, type ConfigOptions } from '../../../src/config/config.js';
 import { createLogger, silentLogger, type Logger } from '../../../src/logger.js';
 import { createGenerationService, type RunningGenerationService } from '../../../src/service/generation-service.js';
@@ -46,6 +45,7 @@ export class DiscordHarness implements PlatformDriver {
   service!: RunningGenerationService;
   adapter!: DiscordAdapter;
   engine!: FakeEngine;
+  commandSettings!: Awaited<ReturnType<typeof openCommandSettings>>;
   /** Message ids of results (file + buttons), in order of arrival. */
   readonly results: string[] = [];
   /** Message ids of ephemeral messages with text, in order of arrival. */
@@ -106,11 +106,13 @@ export class DiscordHarness implements PlatformDriver {
       logger: this.logger,
       limitsFor: (requester) => (requester.userId === limitedUser ? { burst: 1, ratePerMinute: 1 } : undefined),
     });
+    // As main.ts does: persistent user settings and channel lists under DATA_DIR, runtime limits.
+    this.commandSettings = await openCommandSettings({ config: this.config, capabilities: this.engine.capabilities });
     this.adapter = await startDiscord({
       config: this.config,
       service: this.service,
       logger: this.logger,
-      commandSettings: commandSettingsFor(this.config, this.engine.capabilities, { userSettings: createUserSettingsStore() }),
+      commandSettings: this.commandSettings,
       timing: { progressIntervalMs: this.options.progressIntervalMs ?? 60 },
     });
   }
@@ -203,6 +205,7 @@ export class DiscordHarness implements PlatformDriver {
   async restart(): Promise<void> {
     await this.adapter.close();
     await this.service.shutdown(1000);
+    await this.commandSettings.close();
     await this.boot();
   }
 
@@ -210,6 +213,7 @@ export class DiscordHarness implements PlatformDriver {
     this.stopWatching();
     await this.adapter?.close().catch(() => undefined);
     await this.service?.shutdown(1000).catch(() => undefined);
+    await this.commandSettings?.close().catch(() => undefined);
     await this.fake.close();
     await rm(this.dataDir, { recursive: true, force: true });
   }
