@@ -249,13 +249,15 @@ export function toTensor(info: ValueInfo, feed: Feed): ort.Tensor {
       return new ort.Tensor('float16', data, dims);
     }
     case 'int64': {
+      // Truncated like numpy's astype, which the diffusers ONNX pipelines use for fractional
+      // (Euler) timesteps.
       const data = new BigInt64Array(size);
-      for (let index = 0; index < size; index += 1) data[index] = BigInt(Math.round(at(index)));
+      for (let index = 0; index < size; index += 1) data[index] = BigInt(Math.trunc(at(index)));
       return new ort.Tensor('int64', data, dims);
     }
     case 'int32': {
       const data = new Int32Array(size);
-      for (let index = 0; index < size; index += 1) data[index] = Math.round(at(index));
+      for (let index = 0; index < size; index += 1) data[index] = Math.trunc(at(index));
       return new ort.Tensor('int32', data, dims);
     }
     default:
