@@ -4,12 +4,17 @@
  * messages, the bot-token fallback, signatures in HTTP mode, upload limits, DMs, allow-lists,
  * the other commands, and command registration.
  */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { decodeButton } from '../../../commands/custom-id.js';
 import { commandDefinitions } from '../../../commands/definitions.js';
 import { registerCommands, parseRegisterArguments } from '../../../adapters/discord/register.js';
 import { CallbackKind, EphemeralFlag, FakeDiscord, type FakeMessage } from '../../fakes/fake-discord/fake-discord.js';
+import { projectRoot } from '../../../src/config/config.js';
 import { DiscordHarness, channelId } from './harness.js';
+
+const run = promisify(execFile);
 
 const modes = ['gateway', 'http'] as const;
 
@@ -325,6 +330,21 @@ describe('npm run register', () => {
       await registerCommands({ config, guildId: '42424242' });
       expect(fake.registeredCommands.get('42424242')).toHaveLength(commandDefinitions.length);
       expect(fake.callsTo('/applications/:app/guilds/:guild/commands', 'PUT')[0]?.auth).toBe('Bot');
+    } finally {
+      await fake.close();
+    }
+  });
+
+  test('runs as a script with the environment the bot uses', async () => {
+    const fake = await FakeDiscord.start();
+    try {
+      const { stdout } = await run(process.execPath, ['--import', 'tsx', 'adapters/discord/register.ts', '--guild', '31415926'], {
+        cwd: projectRoot,
+        env: { ...process.env, DISCORD_TOKEN: fake.token, DISCORD_APPLICATION_ID: fake.applicationId, DISCORD_API_URL: fake.apiUrl, NODE_OPTIONS: '' },
+      });
+      expect(stdout).toMatch(/Registered \d+ commands in guild 31415926/);
+      expect(fake.registeredCommands.get('31415926')).toHaveLength(commandDefinitions.length);
+      expect(stdout).not.toContain(fake.token);
     } finally {
       await fake.close();
     }
