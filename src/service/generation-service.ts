@@ -125,8 +125,8 @@ class EventChain {
   }
 
   private async drain(): Promise<void> {
-    // Let the caller finish its synchronous work (e.g. return the ticket) before listeners run.
-    await Promise.resolve();
+    // Let the caller take the ticket (its continuation is a microtask) before listeners run.
+    await new Promise((resolve) => setImmediate(resolve));
     while (this.pending.length > 0) {
       const event = this.pending.shift()!;
       try {
