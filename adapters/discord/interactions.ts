@@ -131,7 +131,7 @@ export function createInteractionHandler(options: InteractionHandlerOptions): In
       }
       track(delivery);
       await respond({ type: InteractionResponseType.DeferredChannelMessageWithSource });
-      delivery.openOriginal(early.text);
+      delivery.openOriginal(early.text, early.ticket.job);
       return;
     }
     // Admission is slow: acknowledge now and answer when it is done.
@@ -140,7 +140,7 @@ export function createInteractionHandler(options: InteractionHandlerOptions): In
     const reply = await replyPromise;
     if (reply.kind === 'job') {
       track(delivery);
-      delivery.openOriginal(reply.text);
+      delivery.openOriginal(reply.text, reply.ticket.job);
       return;
     }
     const original = Routes.webhookMessage(applicationIdOf(interaction), interaction.token, '@original');
@@ -174,7 +174,7 @@ export function createInteractionHandler(options: InteractionHandlerOptions): In
       return;
     }
     track(delivery);
-    delivery.openFollowup(reply.text);
+    delivery.openFollowup(reply.text, reply.ticket.job);
   }
 
   return {

@@ -9,7 +9,7 @@
  */
 import { DiscordAPIError, MessageFlags, Routes, type REST, type RESTPostAPIChannelMessageResult } from 'discord.js';
 import { buttonRowsFor } from '../../commands/definitions.js';
-import { failedText, progressText, queuedText, resultCaption, retryingText } from '../../commands/messages.js';
+import { escapeText, failedText, progressText, queuedText, resultCaption, retryingText } from '../../commands/messages.js';
 import { ErrorCode, ImagineError, serializeError, type SerializedError } from '../../src/errors.js';
 import type { Logger } from '../../src/logger.js';
 import type { GenerationService, JobListener, JobOutput, JobRecord, MessageReference } from '../../src/service/types.js';
@@ -91,6 +91,8 @@ export class JobDelivery {
   #status: StatusMessage | undefined;
   #latest: { text: string; phase: Phase } = { text: '', phase: Phase.None };
   #rendered: string | undefined;
+  /** What the job is and who asked, shown above its status. */
+  #header: string | undefined;
   #lastRenderAt = Number.NEGATIVE_INFINITY;
   #timer: unknown;
   #tokenDead = false;
@@ -126,7 +128,8 @@ export class JobDelivery {
   }
 
   /** Shows the job in the interaction's original response (already acknowledged as deferred). */
-  openOriginal(text: string): void {
+  openOriginal(text: string, job?: JobRecord): void {
+    if (job) this.#header = statusHeader(job, this.#target.userId);
     this.note(text, Phase.Queued);
     this.#status = { kind: 'original' };
     this.#open();
@@ -134,13 +137,14 @@ export class JobDelivery {
   }
 
   /** Posts a new followup message with the job's status and keeps editing that one. */
-  openFollowup(text: string): void {
+  openFollowup(text: string, job?: JobRecord): void {
+    if (job) this.#header = statusHeader(job, this.#target.userId);
     this.note(text, Phase.Queued);
     this.#open();
     this.#enqueue(async () => {
       // Already finished: the result or failure went out as its own followup.
       if (this.#latest.phase === Phase.Final) return;
-      const content = this.#latest.text;
+      const content = this.#content();
       let message: RESTPostAPIChannelMessageResult;
       try {
         message = (await this.#rest.post(this.#webhookPath(), {
@@ -273,7 +277,7 @@ export class JobDelivery {
     this.#enqueue(async () => {
       if (this.#latest.phase === Phase.Final || !this.#tokenUsable()) return;
       const path = this.#statusPath();
-      const content = this.#latest.text;
+      const content = this.#content();
       if (path === undefined || content === this.#rendered) return;
       this.#lastRenderAt = this.#timers.monotonic();
       this.#rendered = content;
@@ -285,6 +289,10 @@ export class JobDelivery {
         else this.#logger.warn({ err: serializeError(error) }, 'could not edit a Discord status message');
       }
     });
+  }
+
+  #content(): string {
+    return truncate(this.#header ? `${this.#header}\n${this.#latest.text}` : this.#latest.text);
   }
 
   #finalise(): void {
@@ -321,6 +329,21 @@ export class JobDelivery {
     this.#queue = next;
     return next;
   }
+}
+
+/** "**a red cube** — Upscaling image #1 — <@123>": what a status message is about. */
+export function statusHeader(job: JobRecord, userId: string): string {
+  const prompt = escapeText(job.parameters.prompt.length > 200 ? `${job.parameters.prompt.slice(0, 199)}…` : job.parameters.prompt);
+  const index = job.parent?.index ?? '?';
+  const what =
+    job.kind === 'upscale'
+      ? `Upscaling image #${index}`
+      : job.kind === 'variation'
+        ? `Variations (${job.strength === 'subtle' ? 'Subtle' : 'Strong'}) of image #${index}`
+        : job.kind === 'reroll'
+          ? 'Re-rolling'
+          : undefined;
+  return [`**${prompt}**`, what, `<@${userId}>`].filter(Boolean).join(' — ');
 }
 
 /** Discord refuses message content over 2000 characters. */

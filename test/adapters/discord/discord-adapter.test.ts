@@ -60,7 +60,7 @@ describe.each(modes)('Discord adapter (%s mode)', (mode) => {
     const contents = message.history.map((entry) => entry.content);
     expect(contents[0]).toBe('');
     expect(contents.some((text) => /Queued — #1 in line/.test(text))).toBe(true);
-    expect(contents.some((text) => /^Generating… \d+%/.test(text))).toBe(true);
+    expect(contents.some((text) => /^\*\*a green pyramid\*\* — <@alice>\nGenerating… \d+%/.test(text))).toBe(true);
     expect(message.content).toContain('a green pyramid');
     expect(message.content).toContain('<@alice>');
 
@@ -92,7 +92,7 @@ describe.each(modes)('Discord adapter (%s mode)', (mode) => {
     expect(message.id).not.toBe(grid.handle);
     expect(message.source).toMatchObject({ kind: 'interaction', token });
     expect(message.flags & EphemeralFlag).toBe(0);
-    expect(message.history.some((entry) => /Queued|Starting|Generating/.test(entry.content))).toBe(true);
+    expect(message.history.some((entry) => /^\*\*.+\*\* — Upscaling image #3 — <@bob>\n(Queued|Starting|Generating)/.test(entry.content))).toBe(true);
     // The grid itself is left as it was.
     expect(harness.messageOf(grid).components).toHaveLength(3);
   });
