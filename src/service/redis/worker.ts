@@ -12,7 +12,7 @@
  * failures are retried once; user errors, cancellations and timeouts are final.
  */
 import { randomBytes } from 'node:crypto';
-import { DelayedError, Job, Queue, UnrecoverableError, WaitingError, Worker } from 'bullmq';
+import { DelayedError, Job, Queue, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config } from '../../config/config.js';
 import type { EngineProgress, EngineResult, ImageEngine } from '../../engine/engine.js';
@@ -260,8 +260,9 @@ export class RedisWorker {
         // Not the user's problem: the job goes back to the queue and another worker retries it.
         await this.release(data, record.id, true);
         this.logger.info({ jobId: record.id, worker: this.id }, 'job put back for another worker (shutdown)');
-        await job.moveToWait(token);
-        throw new WaitingError();
+        // Delayed until now rather than moved to wait: that wakes idle workers at once.
+        await job.moveToDelayed(Date.now(), token);
+        throw new DelayedError();
       }
       const error = running.reason ? abortError(running.reason, record.id, { timeoutMs: data.timeoutMs }) : caught;
       const serialized = isAbortError(error) ? serializeError(abortError('cancelled', record.id)) : serializeError(error);

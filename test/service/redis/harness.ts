@@ -180,3 +180,12 @@ export function childDeployment(): { names: QueueNames; namespace: string; redis
 }
 
 export { FakeEngine };
+
+/** Polls an async condition until it holds (never a wall-clock assertion). */
+export async function eventually(check: () => Promise<boolean>, what: string, limitMs = 30_000): Promise<void> {
+  const start = Date.now();
+  while (!(await check())) {
+    if (Date.now() - start > limitMs) throw new Error(`Timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}

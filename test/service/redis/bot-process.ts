@@ -1,0 +1,56 @@
+/**
+ * A bot process for the scale-out tests: a RedisGenerationService in a child process, driven over
+ * IPC. Requests: `imagine` (user, prompt, seed, tag), `burst` (the same, `count` times at once),
+ * `upscale` (user, jobId, index, tag). Every listener call is sent back as an `event` message
+ * with its tag, so the test sees what a platform adapter in this process would see.
+ */
+import { loadConfig, type Config } from '../../../src/config/config.js';
+import type { SerializedError } from '../../../src/errors.js';
+import { createJobStore } from '../../../src/service/job-store.js';
+import { createRedisGenerationService } from '../../../src/service/redis/redis-service.js';
+import type { JobListener } from '../../../src/service/types.js';
+import { FakeEngine } from '../../fakes/fake-engine.js';
+import { childDeployment } from './harness.js';
+
+const { names, namespace, redisUrl } = childDeployment();
+const overrides = JSON.parse(process.env.IMAGINE_TEST_CONFIG ?? '{}') as Partial<Config>;
+const config = loadConfig({ queue: 'redis', redisUrl, storeUrl: redisUrl, logLevel: 'silent', ...overrides }, {}, false);
+const store = await createJobStore(config, { namespace });
+const service = await createRedisGenerationService({ config, store, names, refreshIntervalMs: 200, capabilities: new FakeEngine().capabilities });
+
+const send = (message: Record<string, unknown>): void => void process.send?.(message);
+const listenerFor = (tag: string): JobListener => ({
+  queued: ({ job, position }) => send({ type: 'event', tag, event: 'queued', jobId: job.id, position }),
+  started: ({ job }) => send({ type: 'event', tag, event: 'started', jobId: job.id }),
+  progress: ({ job, fraction }) => send({ type: 'event', tag, event: 'progress', jobId: job.id, fraction }),
+  retrying: ({ job, attempt }) => send({ type: 'event', tag, event: 'retrying', jobId: job.id, attempt }),
+  completed: ({ job, file }) => send({ type: 'event', tag, event: 'completed', jobId: job.id, bytes: file.data.length }),
+  failed: ({ job, error }: { job: { id: string }; error: SerializedError }) => send({ type: 'event', tag, event: 'failed', jobId: job.id, code: error.code, message: error.message }),
+});
+const requester = (id: string) => ({ platform: 'test', userId: id });
+const outcome = (promise: Promise<{ job: { id: string }; position: number }>) =>
+  promise.then(
+    (ticket) => ({ ok: true, jobId: ticket.job.id, position: ticket.position }),
+    (error: { code?: string; message?: string }) => ({ ok: false, code: error.code, message: error.message }),
+  );
+
+process.on('message', (message: { requestId: number; command: string; user: string; prompt?: string; seed?: number; tag?: string; count?: number; jobId?: string; index?: number }) => {
+  const reply = (body: Record<string, unknown>): void => send({ type: 'reply', requestId: message.requestId, ...body });
+  const imagine = (tag: string) => outcome(service.imagine(requester(message.user), { prompt: message.prompt ?? 'x', aspectRatio: '1:1', seed: message.seed ?? 1, chaos: 0 }, listenerFor(tag)));
+  switch (message.command) {
+    case 'imagine':
+      void imagine(message.tag ?? 'job').then(reply);
+      break;
+    case 'burst':
+      void Promise.all(Array.from({ length: message.count ?? 1 }, (_, index) => imagine(`${message.tag ?? 'burst'}-${index}`))).then((results) => reply({ results }));
+      break;
+    case 'upscale':
+      void outcome(service.upscale(requester(message.user), message.jobId ?? '', message.index ?? 1, listenerFor(message.tag ?? 'upscale'))).then(reply);
+      break;
+    default:
+      reply({ ok: false, message: `unknown command ${message.command}` });
+  }
+});
+send({ type: 'ready' });
+process.on('SIGTERM', () => void service.shutdown(1000).then(() => process.exit(0)));
+process.on('disconnect', () => process.exit(0));

@@ -1,0 +1,162 @@
+/**
+ * QUEUE=redis across processes: GPU workers and bots in child processes (FakeEngine with a
+ * per-step delay), a real Redis, one queue name and store namespace per test.
+ */
+import { ErrorCode } from '../../../src/errors.js';
+import { decodeImage } from '../../../src/image/encode.js';
+import type { JobListener, JobRecord } from '../../../src/service/types.js';
+import { FakeEngine } from '../../fakes/fake-engine.js';
+import { params, recordingListener, until, user, type RecordingListener } from '../helpers.js';
+import { Deployment, eventually, redisAvailable, type ChildHandle } from './harness.js';
+
+const redisUp = await redisAvailable();
+if (!redisUp) console.warn('Skipping the QUEUE=redis scale-out tests: no Redis answers on 127.0.0.1:6379 (.ci/run starts one).');
+
+const deployments: Deployment[] = [];
+afterEach(async () => {
+  for (const deployment of deployments.splice(0)) await deployment.cleanup();
+});
+
+function deployment(label: string): Deployment {
+  const created = new Deployment(label);
+  deployments.push(created);
+  return created;
+}
+
+/** A recording listener that also notes retry notices, and whether each came before the end. */
+function retryingListener(): RecordingListener & { retries: Array<{ attempt: number; beforeEnd: boolean }> } {
+  const base = recordingListener();
+  const retries: Array<{ attempt: number; beforeEnd: boolean }> = [];
+  const retrying: JobListener['retrying'] = ({ attempt }) => {
+    retries.push({ attempt, beforeEnd: !base.events.some((event) => event.type === 'completed' || event.type === 'failed') });
+  };
+  return Object.assign(base, { retries, retrying });
+}
+
+const ready = (child: ChildHandle, what: string): Promise<unknown> => child.waitFor((message) => message.type === 'ready', what, 60_000);
+const callsOf = (child: ChildHandle): string[] => child.messages.filter((message) => message.type === 'call').map((message) => String(message.prompt));
+const botEvent = (child: ChildHandle, tag: string, event: string): Promise<Record<string, unknown>> =>
+  child.waitFor((message) => message.type === 'event' && message.tag === tag && message.event === event, `${event} of ${tag}`, 60_000);
+
+(redisUp ? describe : describe.skip)('QUEUE=redis across processes', () => {
+  test('a worker killed mid-job: another worker finishes it, and the user hears a retry notice, then the result', async () => {
+    const scene = deployment('killed');
+    const workers = [scene.spawn('worker-process.ts', { STEPS: '20', STEP_MS: '100', WORKER_ID: 'w1' }), scene.spawn('worker-process.ts', { STEPS: '20', STEP_MS: '100', WORKER_ID: 'w2' })];
+    await Promise.all(workers.map((worker) => ready(worker, 'a worker')));
+    const bot = await scene.bot();
+    const listener = retryingListener();
+    const ticket = await bot.imagine(user('alice'), params('survive', { seed: 3 }), listener);
+    const holder = await Promise.race(workers.map((worker) => worker.waitFor((message) => message.type === 'call', 'the first engine call').then(() => worker)));
+    await until(() => listener.events.some((event) => event.type === 'progress'), 'progress', 30_000);
+    holder.kill('SIGKILL');
+    const survivor = workers.find((worker) => worker !== holder)!;
+
+    const final = await listener.settled;
+    if (final.type !== 'completed') throw new Error(`expected completed, got ${JSON.stringify(final)}`);
+    expect(listener.retries).toEqual([{ attempt: 1, beforeEnd: true }]);
+    expect(callsOf(survivor)).toEqual(['survive']);
+    expect(callsOf(holder)).toEqual(['survive']);
+    const stored = await bot.getJob(ticket.job.id);
+    expect(stored).toMatchObject({ status: 'completed', attempts: 1 });
+    const grid = await decodeImage(final.output.file.data);
+    expect(grid.width).toBe(final.output.file.width);
+  });
+
+  test('a worker stopped gracefully puts a long job back: another worker finishes it', async () => {
+    const scene = deployment('stopped');
+    const workers = [scene.spawn('worker-process.ts', { STEPS: '20', STEP_MS: '100', GRACE_MS: '100' }), scene.spawn('worker-process.ts', { STEPS: '20', STEP_MS: '100', GRACE_MS: '100' })];
+    await Promise.all(workers.map((worker) => ready(worker, 'a worker')));
+    const bot = await scene.bot();
+    const listener = retryingListener();
+    await bot.imagine(user('alice'), params('put back'), listener);
+    const holder = await Promise.race(workers.map((worker) => worker.waitFor((message) => message.type === 'call', 'the first engine call').then(() => worker)));
+    holder.kill('SIGTERM');
+    expect(await holder.exited).toBe(0);
+    const final = await listener.settled;
+    expect(final.type).toBe('completed');
+    expect(listener.retries.map((retry) => retry.attempt)).toEqual([1]);
+    expect(callsOf(workers.find((worker) => worker !== holder)!)).toEqual(['put back']);
+  });
+
+  test('fair order across two bot processes: light users go before a heavy backlog queued by another bot', async () => {
+    const scene = deployment('fair');
+    const limits = { maxQueuedPerUser: 10, rateLimitBurst: 10 };
+    const other = scene.spawn('bot-process.ts', { IMAGINE_TEST_CONFIG: JSON.stringify(limits) });
+    await ready(other, 'the other bot');
+    const bot = await scene.bot({ configOverrides: limits, capabilities: new FakeEngine().capabilities });
+    for (let index = 0; index < 4; index += 1) {
+      expect(await other.request({ command: 'imagine', user: 'heavy', prompt: `heavy ${index}`, tag: `heavy-${index}` })).toMatchObject({ ok: true });
+    }
+    const light = [recordingListener(), recordingListener()];
+    const tickets = [await bot.imagine(user('a'), params('light a'), light[0]!), await bot.imagine(user('b'), params('light b'), light[1]!)];
+    // Only the heavy user's first job is ahead of them.
+    expect(tickets.map((ticket) => ticket.position)).toEqual([2, 3]);
+
+    const worker = scene.spawn('worker-process.ts', { STEPS: '2', STEP_MS: '20' });
+    await Promise.all([...light.map((listener) => listener.settled), ...[0, 1, 2, 3].map((index) => botEvent(other, `heavy-${index}`, 'completed'))]);
+    expect(callsOf(worker)).toEqual(['heavy 0', 'light a', 'light b', 'heavy 1', 'heavy 2', 'heavy 3']);
+    expect(light.map((listener) => listener.events.at(-1)?.type)).toEqual(['completed', 'completed']);
+  });
+
+  test('per-user limits hold across bot processes and workers; duplicate presses are dropped', async () => {
+    const scene = deployment('limits');
+    const limits = { maxRunningPerUser: 1, maxQueuedPerUser: 2, rateLimitBurst: 3, rateLimitPerMinute: 1 };
+    const other = scene.spawn('bot-process.ts', { IMAGINE_TEST_CONFIG: JSON.stringify(limits) });
+    await ready(other, 'the other bot');
+    const bot = await scene.bot({ configOverrides: limits, capabilities: new FakeEngine().capabilities });
+
+    // Both bots fire five jobs for the same user at once: one running + two waiting may be admitted in all.
+    const [remote, local] = await Promise.all([
+      other.request({ command: 'burst', user: 'same', count: 5, prompt: 'remote' }),
+      Promise.all(Array.from({ length: 5 }, () => bot.imagine(user('same'), params('local'), recordingListener()).then((ticket) => ({ ok: true, jobId: ticket.job.id }), (error: { code: string }) => ({ ok: false, code: error.code })))),
+    ]);
+    const outcomes: Array<{ ok: boolean; code?: string; jobId?: string }> = [...(remote.results as Array<{ ok: boolean; code?: string; jobId?: string }>), ...local];
+    expect(outcomes.filter((outcome) => outcome.ok)).toHaveLength(3);
+    expect(new Set(outcomes.filter((outcome) => !outcome.ok).map((outcome) => outcome.code))).toEqual(new Set([ErrorCode.TooManyQueued]));
+
+    // Two workers, but the user may run one job at a time: the three run one after another.
+    const workers = [scene.spawn('worker-process.ts', { STEPS: '4', STEP_MS: '40' }), scene.spawn('worker-process.ts', { STEPS: '4', STEP_MS: '40' })];
+    const ids = outcomes.flatMap((outcome) => (outcome.ok && outcome.jobId ? [outcome.jobId] : []));
+    let records: JobRecord[] = [];
+    await eventually(async () => {
+      records = (await Promise.all(ids.map((id) => bot.getJob(id)))).filter((record): record is JobRecord => record !== undefined);
+      return records.length === 3 && records.every((record) => record.status === 'completed');
+    }, 'the three jobs to finish', 60_000);
+    records.sort((a, b) => a.startedAt! - b.startedAt!);
+    for (let index = 1; index < records.length; index += 1) expect(records[index]!.startedAt!).toBeGreaterThanOrEqual(records[index - 1]!.finishedAt!);
+    expect(workers.flatMap(callsOf)).toHaveLength(3);
+
+    // The burst of three tokens was spent across both bots: the next job is refused for the rate.
+    await expect(other.request({ command: 'imagine', user: 'same', prompt: 'late' })).resolves.toMatchObject({ ok: false, code: ErrorCode.RateLimited });
+
+    // The same button pressed in two bot processes at once starts one job.
+    const pressed = await Promise.all([
+      other.request({ command: 'upscale', user: 'presser', jobId: ids[0], index: 2 }),
+      bot.upscale(user('presser'), ids[0]!, 2, recordingListener()).then(() => ({ ok: true }), (error: { code: string; message: string }) => ({ ok: false, code: error.code, message: error.message })),
+    ]);
+    expect(pressed.filter((outcome) => outcome.ok)).toHaveLength(1);
+    expect(pressed.find((outcome) => !outcome.ok)).toMatchObject({ code: ErrorCode.InvalidAction, message: 'You pressed that button a moment ago; that job is already on its way.' });
+  });
+
+  test('a bot killed while its jobs run: the jobs finish and a restarted bot serves their buttons', async () => {
+    const scene = deployment('restart');
+    const worker = scene.spawn('worker-process.ts', { STEPS: '10', STEP_MS: '60' });
+    const first = scene.spawn('bot-process.ts', {});
+    await Promise.all([ready(worker, 'the worker'), ready(first, 'the first bot')]);
+    const one = await first.request({ command: 'imagine', user: 'u', prompt: 'one', tag: 'one' });
+    const two = await first.request({ command: 'imagine', user: 'u', prompt: 'two', tag: 'two' });
+    await botEvent(first, 'one', 'started');
+    first.kill('SIGKILL');
+    await first.exited;
+
+    const restarted = await scene.bot();
+    const ids = [String(one.jobId), String(two.jobId)];
+    await eventually(async () => (await Promise.all(ids.map((id) => restarted.getJob(id)))).every((record) => record?.status === 'completed'), 'both jobs to finish', 60_000);
+    const upscale = recordingListener();
+    await restarted.upscale(user('u'), ids[1]!, 4, upscale);
+    expect((await upscale.settled).type).toBe('completed');
+    const info = await restarted.info(user('u'));
+    expect(info).toMatchObject({ running: [], queued: [] });
+    expect(callsOf(worker)).toEqual(['one', 'two', 'two']);
+  });
+});
