@@ -3,7 +3,9 @@
  * job duration while the heavy backlog runs (fake engine, fixed job time, one slot). Reports the
  * light users' waits, in job durations, for the service's fair queue and for a plain FIFO p-queue.
  *
- *   npm run bench -- fairness [--job-ms 200] [--heavy 20] [--light 10]
+ *   npm run bench -- fairness [--job-ms 200] [--heavy 20] [--light 10] [--slots 1]
+ *
+ * With several slots the heavy user may run that many jobs at once (as a fast GPU would let it).
  */
 import PQueue from 'p-queue';
 import { loadConfig } from '../src/config/config.js';
@@ -15,6 +17,7 @@ import { option, percentile, round } from './run.js';
 
 interface Scenario {
   jobMs: number;
+  slots: number;
   heavy: number;
   light: number;
 }
@@ -35,12 +38,12 @@ const steps = 4;
 /** The service's queue: per-user lanes, fair pick at every free slot. */
 async function fairQueue(scenario: Scenario): Promise<Outcome> {
   const engine = new FakeEngine({ steps, stepDelayMs: scenario.jobMs / steps });
-  const config = loadConfig({ storeUrl: 'memory://', logLevel: 'silent', gpuSlots: 1 }, {}, false);
+  const config = loadConfig({ storeUrl: 'memory://', logLevel: 'silent', gpuSlots: scenario.slots }, {}, false);
   const service = await createGenerationService({
     config,
     engine,
     // The heavy user may queue the whole backlog at once.
-    limitsFor: (requester) => (requester.userId === 'heavy' ? { maxQueued: scenario.heavy, burst: scenario.heavy, ratePerMinute: 10_000 } : undefined),
+    limitsFor: (requester) => (requester.userId === 'heavy' ? { maxQueued: scenario.heavy, burst: scenario.heavy, ratePerMinute: 10_000, maxRunning: scenario.slots } : undefined),
   });
   const finished: JobRecord[] = [];
   const all: Array<Promise<void>> = [];
@@ -61,7 +64,7 @@ async function fairQueue(scenario: Scenario): Promise<Outcome> {
   const t0 = Date.now();
   for (let index = 0; index < scenario.heavy; index += 1) await service.imagine({ platform: 'bench', userId: 'heavy' }, parameters(`heavy ${index}`, index), listener());
   for (let index = 0; index < scenario.light; index += 1) {
-    await sleep(t0 + (index + 0.5) * scenario.jobMs - Date.now());
+    await sleep(t0 + ((index + 0.5) * scenario.jobMs) / scenario.slots - Date.now());
     await service.imagine({ platform: 'bench', userId: `light-${index}` }, parameters(`light ${index}`, 100 + index), listener());
   }
   await Promise.all(all);
@@ -75,7 +78,7 @@ async function fairQueue(scenario: Scenario): Promise<Outcome> {
 /** The baseline: every job into one FIFO p-queue in arrival order. */
 async function fifoQueue(scenario: Scenario): Promise<Outcome> {
   const engine = new FakeEngine({ steps, stepDelayMs: scenario.jobMs / steps });
-  const queue = new PQueue({ concurrency: 1 });
+  const queue = new PQueue({ concurrency: scenario.slots });
   const size = engine.capabilities.sizes['1:1']!;
   const runs: Array<{ user: string; createdAt: number; startedAt: number; finishedAt: number }> = [];
   const jobs: Array<Promise<void>> = [];
@@ -92,7 +95,7 @@ async function fifoQueue(scenario: Scenario): Promise<Outcome> {
   const t0 = Date.now();
   for (let index = 0; index < scenario.heavy; index += 1) submit('heavy', `heavy ${index}`, index);
   for (let index = 0; index < scenario.light; index += 1) {
-    await sleep(t0 + (index + 0.5) * scenario.jobMs - Date.now());
+    await sleep(t0 + ((index + 0.5) * scenario.jobMs) / scenario.slots - Date.now());
     submit(`light-${index}`, `light ${index}`, 100 + index);
   }
   await Promise.all(jobs);
@@ -120,6 +123,7 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
     jobMs: Number(option(args, 'job-ms') ?? 200),
     heavy: Number(option(args, 'heavy') ?? 20),
     light: Number(option(args, 'light') ?? 10),
+    slots: Number(option(args, 'slots') ?? 1),
   };
   const fair = summary(await fairQueue(scenario));
   console.log(`fair queue: light users waited median ${fair.lightMedianWaitJobs}, max ${fair.lightMaxWaitJobs} job durations`);
@@ -128,9 +132,8 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
   return {
     benchmark: 'fairness',
     engine: 'FakeEngine (test/fakes/fake-engine.ts), fixed step time',
-    slots: 1,
     ...scenario,
-    arrivals: 'heavy queues all jobs at t=0; light user i queues one at t=(i+0.5)·job',
+    arrivals: 'heavy queues all jobs at t=0; light user i queues one at t=(i+0.5)·job/slots',
     fair,
     fifo,
     target: { lightMedianWaitJobs: 1.5 },
