@@ -310,6 +310,26 @@ describe('upload limit', () => {
   });
 });
 
+describe('output format', () => {
+  test('GRID_FORMAT=webp writes grids and upscales as WebP, while stored images stay PNG', async () => {
+    const { service } = await makeService({ config: testConfig({ gridFormat: 'webp' }) });
+    const grid = recordingListener();
+    const ticket = await service.imagine(user('a'), params('webp please', { seed: 12 }), grid);
+    const event = await grid.settled;
+    if (event.type !== 'completed') throw new Error('expected a grid');
+    expect(event.output.file.contentType).toBe('image/webp');
+    expect(event.output.file.name.endsWith('.webp')).toBe(true);
+    const stored = await service.getJob(ticket.job.id);
+    expect(Array.from(stored!.images![0]!.png.slice(1, 4))).toEqual([0x50, 0x4e, 0x47]);
+    const upscale = recordingListener();
+    await service.upscale(user('a'), ticket.job.id, 1, upscale);
+    const single = await upscale.settled;
+    if (single.type !== 'completed') throw new Error('expected an upscale');
+    expect(single.output.file.contentType).toBe('image/webp');
+    expectClose(meanColour(await decodeImage(single.output.file.data)), colourForSeed(deriveSeed(12, 0)), 6);
+  });
+});
+
 describe('buttons', () => {
   async function finishedJob(service: RunningGenerationService): Promise<JobRecord> {
     const listener = recordingListener();
