@@ -12,6 +12,7 @@ import { ConfigError, redactSecrets } from './errors.js';
 import { createHttpServer, healthAndMetrics, type HttpServerHandle } from './http/server.js';
 import { serviceHealth, serviceMetrics } from './http/service-probes.js';
 import { createLogger, type Logger } from './logger.js';
+import type { JobStore } from './service/job-store.js';
 import type { QueueNames } from './service/redis/keys.js';
 import { startRedisWorker, type RedisWorker, type WorkerTimings } from './service/redis/worker.js';
 import { startupFailureText } from './main.js';
@@ -25,6 +26,8 @@ export interface StartWorkerOptions {
   logger?: Logger;
   /** Builds the engine; default `createEngine` from src/engine/factory.ts (in a worker thread). */
   createEngine?: (config: Config) => Promise<ImageEngine>;
+  /** Opens the job store; default `createJobStore` from the configuration. */
+  createStore?: (config: Config) => Promise<JobStore>;
   names?: Partial<QueueNames>;
   timings?: Partial<WorkerTimings>;
   /** Serve /healthz and /metrics (default true). */
@@ -73,7 +76,8 @@ export async function startWorker(options: StartWorkerOptions = {}): Promise<Run
     }
     logger.info({ model: config.model, slots: config.gpuSlots }, 'loading the model');
     engine = await (options.createEngine ?? defaultEngine)(config);
-    worker = await startRedisWorker({ config, engine, logger, ...(options.names ? { names: options.names } : {}), ...(options.timings ? { timings: options.timings } : {}) });
+    const store = options.createStore ? await options.createStore(config) : undefined;
+    worker = await startRedisWorker({ config, engine, logger, ...(store ? { store } : {}), ...(options.names ? { names: options.names } : {}), ...(options.timings ? { timings: options.timings } : {}) });
     const finalWorker = worker;
     const finalEngine = engine;
     let stopping: Promise<void> | undefined;

@@ -20,6 +20,7 @@ import { ErrorCode, ImagineError, ModelError, isAbortError, serializeError, type
 import { silentLogger, type Logger } from '../../logger.js';
 import { systemClock, type Clock } from '../clock.js';
 import { createJobStore, type JobStore } from '../job-store.js';
+import { defaultJobDurationsMs } from '../generation-service.js';
 import { ServiceMetrics } from '../metrics.js';
 import type { JobKind, JobRecord } from '../types.js';
 import { closeRedis, connectRedis, defaultQueueNames, RedisKeys, waitForRedis, type QueueNames } from './keys.js';
@@ -85,6 +86,7 @@ export class RedisWorker {
   private readonly queue: Queue;
   private worker: Worker<QueuedJobData, OutputReference> | undefined;
   private readonly running = new Map<string, RunningJob>();
+  private readonly averages: Partial<Record<JobKind, number>> = {};
   private engineBusy = 0;
   private readonly engineWaiters: Array<() => void> = [];
   private registryTimer: NodeJS.Timeout | undefined;
@@ -183,6 +185,11 @@ export class RedisWorker {
   }
 
   private async register(): Promise<void> {
+    const stats = await this.connection.hgetall(this.keys.stats);
+    for (const [field, text] of Object.entries(stats)) {
+      const value = Number(text);
+      if (Number.isFinite(value) && value > 0) this.averages[field.replace(/^avg:/, '') as JobKind] = value;
+    }
     await this.connection.hset(this.keys.workers, this.id, JSON.stringify({ slots: this.concurrency, seenAt: Date.now(), engine: this.engine.capabilities.name }));
   }
 
@@ -214,16 +221,19 @@ export class RedisWorker {
     this.running.set(record.id, running);
     this.metrics.jobStarted(record.kind);
     this.logger.info({ jobId: record.id, kind: record.kind, user: data.userKey, attempt, worker: this.id, waitedMs: startedAt - record.createdAt }, 'job started');
-    if (attempt > 0) await this.report(job, { type: 'retrying', attempt });
-    await this.saveRecord(record);
-    await this.report(job, { type: 'started', attempt, etaMs: await this.averageMs(record.kind), startedAt, worker: this.id });
+    // Off the engine's path: the reports go out in order ahead of any progress, and the running
+    // record is written before the final one.
+    const saving = this.saveRecord({ ...record });
+    let reports: Promise<void> = (async () => {
+      if (attempt > 0) await this.report(job, { type: 'retrying', attempt });
+      await this.report(job, { type: 'started', attempt, etaMs: this.averageMs(record.kind), startedAt, worker: this.id });
+    })();
 
     const signal = running.controller.signal;
     const timer = setTimeout(() => this.abort(record.id, 'timeout'), data.timeoutMs);
     timer.unref();
     let lastSent = 0;
     let fractionSent = -1;
-    let reports: Promise<void> = Promise.resolve();
     const onProgress = (progress: EngineProgress): void => {
       if (signal.aborted) return;
       const now = Date.now();
@@ -241,21 +251,25 @@ export class RedisWorker {
       if (signal.aborted) throw abortSignalError();
       const output = await buildOutput(record, result, { format: this.config.gridFormat, uploadLimitBytes: data.delivery.uploadLimitBytes ?? this.config.uploadLimitBytes });
       if (signal.aborted) throw abortSignalError();
-      await reports;
       const reference: OutputReference = { key: this.keys.output(record.id), name: output.file.name, contentType: output.file.contentType, width: output.file.width, height: output.file.height, bytes: output.file.data.length };
-      await this.connection.set(reference.key, Buffer.from(output.file.data.buffer, output.file.data.byteOffset, output.file.data.byteLength), 'PX', this.timings.outputTtlMs);
       const finishedAt = this.clock.now();
       record.status = 'completed';
       record.finishedAt = finishedAt;
-      await this.saveRecord(record);
       const duration = finishedAt - startedAt;
+      await saving;
+      // Everything the bot reads on 'completed' is written before this returns.
+      await Promise.all([
+        reports,
+        this.connection.set(reference.key, Buffer.from(output.file.data.buffer, output.file.data.byteOffset, output.file.data.byteLength), 'PX', this.timings.outputTtlMs),
+        this.saveRecord(record),
+        this.scripts.recordDuration(record.kind, duration, durationSmoothing).then((average) => (this.averages[record.kind] = average), () => undefined),
+      ]);
       this.metrics.jobCompleted(record.kind, duration);
-      await this.scripts.recordDuration(record.kind, duration, durationSmoothing).catch(() => undefined);
       await this.release(data, record.id, false);
       this.logger.info({ jobId: record.id, kind: record.kind, durationMs: duration, bytes: reference.bytes, worker: this.id }, 'job completed');
       return reference;
     } catch (caught) {
-      await reports.catch(() => undefined);
+      await Promise.all([reports.catch(() => undefined), saving]);
       if (running.reason === 'shutdown') {
         // Not the user's problem: the job goes back to the queue and another worker retries it.
         await this.release(data, record.id, true);
@@ -309,11 +323,10 @@ export class RedisWorker {
   /** Writes a record, keeping a message reference a bot attached meanwhile. */
   private async saveRecord(record: JobRecord): Promise<void> {
     try {
+      // Bots stash every message reference under its own key before anything else (attachMessage).
       if (!record.message) {
         const stashed = await this.connection.get(this.keys.message(record.id));
-        const current = stashed ? undefined : await this.store.get(record.id);
-        const message = stashed ? (JSON.parse(stashed) as JobRecord['message']) : current?.message;
-        if (message) record.message = message;
+        if (stashed) record.message = JSON.parse(stashed) as JobRecord['message'];
       }
       await this.store.set(record);
     } catch (error) {
@@ -343,9 +356,9 @@ export class RedisWorker {
     }
   }
 
-  private async averageMs(kind: JobKind): Promise<number> {
-    const value = Number(await this.connection.hget(this.keys.stats, `avg:${kind}`).catch(() => undefined));
-    return Number.isFinite(value) && value > 0 ? Math.round(value) : 20_000;
+  /** The measured average duration of a kind (shared by all workers), as last read. */
+  private averageMs(kind: JobKind): number {
+    return Math.round(this.averages[kind] ?? defaultJobDurationsMs[kind]);
   }
 
   /**
