@@ -80,6 +80,7 @@ function userSettingsOf(settings: CommandSettings): UserSettingsStore {
 
 /** Runs the command `name` with its options. Never throws: errors become ephemeral messages. */
 export async function runCommand(context: CommandContext, name: string, options: CommandOptions = {}): Promise<CommandReply> {
+  countCommand(context, findCommand(name) ? name : 'unknown');
   try {
     const command = findCommand(name);
     if (!command) throw new UserError(ErrorCode.InvalidAction, `There is no command called "${String(name).replace(/[`\p{Cc}]/gu, '').slice(0, 32)}". Try ${commandUsage('help', '', { format: context.settings.format })}.`, { field: 'command' });
@@ -109,6 +110,7 @@ export async function runCommand(context: CommandContext, name: string, options:
 
 /** Runs the button with this custom id. Never throws: errors become ephemeral messages. */
 export async function runButton(context: CommandContext, customId: string): Promise<CommandReply> {
+  countCommand(context, `button:${buttonKindOf(customId)}`);
   try {
     const action = decodeButton(customId);
     const requester = withAdmin(context);
@@ -325,4 +327,21 @@ function errorReply(context: CommandContext, error: unknown, where: string): Com
     }
   }
   return message(toUserMessage(error));
+}
+
+/** Every platform's commands are counted here, once, so /metrics sees them all alike. */
+function countCommand(context: CommandContext, command: string): void {
+  try {
+    context.service.countCommand?.(context.requester.platform, command);
+  } catch {
+    // Counting must never break a command.
+  }
+}
+
+function buttonKindOf(customId: string): string {
+  try {
+    return decodeButton(customId).kind;
+  } catch {
+    return 'invalid';
+  }
 }

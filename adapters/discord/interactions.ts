@@ -95,15 +95,6 @@ export function createInteractionHandler(options: InteractionHandlerOptions): In
     });
   };
 
-  const countCommand = (command: string): void => {
-    const metrics = (service as { metrics?: { countCommand?: (platform: string, command: string) => void } }).metrics;
-    try {
-      metrics?.countCommand?.('discord', command);
-    } catch {
-      // Metrics never stop a command.
-    }
-  };
-
   async function handleCommand(interaction: Extract<APIInteraction, { type: InteractionType.ApplicationCommand }>, respond: InitialResponder): Promise<void> {
     if (interaction.data.type !== ApplicationCommandType.ChatInput) {
       await respond(message('This kind of command is not supported.', true));
@@ -116,7 +107,6 @@ export function createInteractionHandler(options: InteractionHandlerOptions): In
       return;
     }
     const name = interaction.data.name;
-    countCommand(name);
     const delivery = newDelivery(interaction, requester);
     const replyPromise = runCommand(
       { service, requester, listener: delivery.listener, settings: commandSettings, deliveryOptions: deliveryOptionsOf(interaction) },
@@ -161,7 +151,6 @@ export function createInteractionHandler(options: InteractionHandlerOptions): In
       await respond(message(refusal, true));
       return;
     }
-    countCommand('button');
     // Acknowledged at once; the result arrives as a new message, as in Midjourney.
     await respond({ type: InteractionResponseType.DeferredMessageUpdate });
     const delivery = newDelivery(interaction, requester);

@@ -15,7 +15,6 @@ import { readFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { decodeButton } from '../../commands/custom-id.js';
 import { findCommand } from '../../commands/definitions.js';
 import { runButton, runCommand, type CommandReply, type CommandSettings } from '../../commands/dispatch.js';
 import { failedText, progressText, queuedText, retryingText } from '../../commands/messages.js';
@@ -37,8 +36,8 @@ export const playgroundRequester: Requester = { platform: 'playground', userId: 
 /** What the page gets back from POST /api/command and /api/button. */
 export type PlaygroundReply = { kind: 'job'; job: JobView; text: string } | { kind: 'message'; text: string; ephemeral: boolean };
 
-/** The service as the playground uses it; `metrics.countCommand` is used when present. */
-export type PlaygroundService = GenerationService & { metrics?: { countCommand?(platform: string, command: string): void } };
+/** The service as the playground uses it. */
+export type PlaygroundService = GenerationService;
 
 export interface PlaygroundRoutesOptions {
   service: PlaygroundService;
@@ -114,14 +113,6 @@ export async function createPlaygroundRoutes(options: PlaygroundRoutesOptions): 
     },
   });
 
-  const countCommand = (name: string): void => {
-    try {
-      service.metrics?.countCommand?.(requester.platform, name);
-    } catch {
-      // Counting must never break a command.
-    }
-  };
-
   const toPageReply = async (reply: CommandReply): Promise<PlaygroundReply> => {
     if (reply.kind === 'message') return reply;
     return { kind: 'job', job: await viewOf(reply.ticket.job), text: reply.text };
@@ -167,14 +158,12 @@ export async function createPlaygroundRoutes(options: PlaygroundRoutesOptions): 
         const text = typeof body.text === 'string' ? body.text : '';
         try {
           const typed = parseTypedCommand(text);
-          countCommand(typed.name);
           reply = await runCommand(context, typed.name, typed.options);
         } catch (error) {
           reply = { kind: 'message', ephemeral: true, text: toUserMessage(error) };
         }
       } else {
         const customId = typeof body.customId === 'string' ? body.customId : '';
-        countCommand(`button:${buttonKind(customId)}`);
         reply = await runButton(context, customId);
       }
       sendJson(response, 200, await toPageReply(reply));
@@ -239,15 +228,6 @@ function gridSize(job: JobRecord): { width: number; height: number } | undefined
   const first = images[0]!;
   const layout = gridLayout(first.width, first.height, defaultGutter(first.width, first.height));
   return { width: layout.width, height: layout.height };
-}
-
-/** The button kind for the commands counter: a fixed set, so the metric's labels stay bounded. */
-function buttonKind(customId: string): string {
-  try {
-    return decodeButton(customId).kind;
-  } catch {
-    return 'invalid';
-  }
 }
 
 /**

@@ -294,6 +294,10 @@ export class QueueGenerationService implements GenerationService {
     return this.store.get(jobId);
   }
 
+  countCommand(platform: string, command: string): void {
+    this.metrics.countCommand(platform, command);
+  }
+
   async attachMessage(jobId: string, message: MessageReference): Promise<void> {
     const job = this.active.get(jobId);
     if (job) {

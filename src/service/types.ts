@@ -138,4 +138,6 @@ export interface GenerationService {
   attachMessage(jobId: string, message: MessageReference): Promise<void>;
   /** Stops taking work, lets running jobs finish within the grace period, persists state. */
   shutdown(graceMs?: number): Promise<void>;
+  /** Counts a command or button press by platform, for /metrics. Never throws. */
+  countCommand?(platform: string, command: string): void;
 }

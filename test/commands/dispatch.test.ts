@@ -214,3 +214,16 @@ describe('routeTextCommand', () => {
     expect(routeTextCommand('a cat --ar 16:9')).toEqual({ name: 'imagine', options: { prompt: 'a cat --ar 16:9' } });
   });
 });
+
+describe('command counting', () => {
+  test('every command and button press is counted once under its platform, with bounded labels', async () => {
+    const { service, as } = setup();
+    const reply = await runCommand(as(ada), 'imagine', { prompt: 'a fox' });
+    if (reply.kind !== 'job') throw new Error('expected a job');
+    await runCommand(as(ada), 'help');
+    await runCommand(as(ada), 'no-such-command');
+    await runButton(as(bob), encodeButton({ kind: 'upscale', jobId: reply.ticket.job.id, index: 1 }));
+    await runButton(as(bob), 'forged:id');
+    expect(service.counted).toEqual(['discord/imagine', 'discord/help', 'discord/unknown', 'discord/button:upscale', 'discord/button:invalid']);
+  });
+});

@@ -19,6 +19,12 @@ export class RecordingGenerationService implements GenerationService {
   private counter = 0;
   /** Thrown by the next call when set. */
   failNext: unknown;
+  /** `platform/command` for every counted command. */
+  readonly counted: string[] = [];
+
+  countCommand(platform: string, command: string): void {
+    this.counted.push(`${platform}/${command}`);
+  }
 
   private check(method: string, requester: Requester, args: unknown[]): void {
     this.calls.push({ method, requester, args });
