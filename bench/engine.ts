@@ -9,7 +9,7 @@
  *   the engine's own starting noise, and reports how far its images are from the engine's.
  * - memory: peak RSS of the process while the worker draws grids.
  *
- *   npm run bench -- engine [--model models/imagine-shapes] [--runs 3] [--threads 0] [--checkpoints training/runs/default] [--no-peer]
+ *   npm run bench -- engine [--model models/imagine-shapes] [--runs 3] [--warmup 2] [--threads 0] [--checkpoints training/runs/default] [--no-peer]
  *   node --import tsx bench/engine.ts [same options]
  *
  * Without the shipped model (models/imagine-shapes/manifest.json) it runs on the tiny random-weight
@@ -45,10 +45,10 @@ const round = (value: number, digits = 3): number => Math.round(value * 10 ** di
 const mean = (values: number[]): number => values.reduce((sum, value) => sum + value, 0) / Math.max(1, values.length);
 const mebibytes = (bytes: number): number => round(bytes / 1024 / 1024, 1);
 
-/** Draws `runs` grids after one warm-up; returns wall and onnxruntime milliseconds per grid. */
-async function timeGrids(engine: ImageEngine, runs: number, runMilliseconds: () => Promise<number>): Promise<{ wallMs: number; ortMs: number }> {
+/** Draws `runs` grids after `warmup` ones (JIT, allocator); returns wall and onnxruntime milliseconds per grid. */
+async function timeGrids(engine: ImageEngine, runs: number, warmup: number, runMilliseconds: () => Promise<number>): Promise<{ wallMs: number; ortMs: number }> {
   const { width, height } = engine.capabilities.sizes['1:1']!;
-  await engine.generate({ prompt, width, height, seeds });
+  for (let run = 0; run < warmup; run += 1) await engine.generate({ prompt, width, height, seeds });
   const walls: number[] = [];
   const inside: number[] = [];
   for (let run = 0; run < runs; run += 1) {
@@ -148,11 +148,12 @@ export async function run(args: string[] = []): Promise<Record<string, unknown>>
   const isFixture = model === fixtureModel;
   const runs = Math.max(1, Number(option(args, 'runs') ?? 3));
   const threads = Math.max(0, Number(option(args, 'threads') ?? 0));
+  const warmup = Math.max(0, Number(option(args, 'warmup') ?? 2));
   const checkpoints = path.resolve(option(args, 'checkpoints') ?? path.join(projectRoot, 'training', 'runs', 'default'));
   const settings: SessionSettings = { executionProviders: ['cpu'], threads, graphOptimization: 'all' };
   const manifestFile = path.join(model, 'manifest.json');
   const modelName = existsSync(manifestFile) ? String((JSON.parse(readFileSync(manifestFile, 'utf8')) as { name?: string }).name) : path.basename(model);
-  console.log(`model ${modelName} (${model}), ${runs} grids after a warm-up, threads ${threads || 'onnxruntime default'}`);
+  console.log(`model ${modelName} (${model}), ${runs} grids after ${warmup} warm-up grids, threads ${threads || 'onnxruntime default'}`);
 
   // 1. The service's path: the engine in a worker thread. The main thread samples RSS meanwhile.
   const worker = (await createEngine({ model, executionProviders: ['cpu'], threads, graphOptimization: 'all' })) as WorkerEngine;
@@ -160,7 +161,7 @@ export async function run(args: string[] = []): Promise<Record<string, unknown>>
   const sampler = setInterval(() => {
     peakRss = Math.max(peakRss, process.memoryUsage.rss());
   }, 5);
-  const viaWorker = await timeGrids(worker, runs, async () => (await worker.stats()).runMilliseconds);
+  const viaWorker = await timeGrids(worker, runs, warmup, async () => (await worker.stats()).runMilliseconds);
   clearInterval(sampler);
   peakRss = Math.max(peakRss, (await worker.stats()).rss);
   const grid = worker.capabilities.sizes['1:1']!;
@@ -170,13 +171,13 @@ export async function run(args: string[] = []): Promise<Record<string, unknown>>
   // 2. In-process, batched (a whole grid per call) and one image per call.
   const clock = new RunClock();
   const batched = await loadEngine(model, { settings, clock });
-  const inProcess = await timeGrids(batched, runs, async () => clock.milliseconds);
+  const inProcess = await timeGrids(batched, runs, warmup, async () => clock.milliseconds);
   const square = batched.capabilities.sizes['1:1']!;
   const reference = await batched.generate({ prompt, width: square.width, height: square.height, seeds });
   await batched.close();
   const singleClock = new RunClock();
   const single = await loadEngine(model, { settings, clock: singleClock, maxBatch: 1 });
-  const oneByOne = await timeGrids(single, runs, async () => singleClock.milliseconds);
+  const oneByOne = await timeGrids(single, runs, warmup, async () => singleClock.milliseconds);
   await single.close();
   console.log(`in-process: grid ${round(inProcess.wallMs, 1)} ms (session.run ${round(inProcess.ortMs, 1)} ms); one image per call: ${round(oneByOne.wallMs, 1)} ms`);
 
@@ -218,6 +219,7 @@ export async function run(args: string[] = []): Promise<Record<string, unknown>>
     threads: threads || 'default',
     gridSize: `${grid.width}×${grid.height}`,
     runs,
+    warmup,
     gridMs: round(viaWorker.wallMs, 1),
     sessionRunMs: round(viaWorker.ortMs, 1),
     overhead: round(overhead),
