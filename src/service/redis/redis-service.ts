@@ -693,9 +693,10 @@ export class RedisGenerationService implements GenerationService {
     if (!job || job.state === 'finished' || job.removing) return;
     job.state = 'finished';
     job.chain.push(async () => {
+      // Another bot process took the job out of the queue: a cancel.
       const stored = await this.store.get(jobId).catch(() => undefined);
       const error = stored?.error ?? serializeError(abortError('cancelled', jobId));
-      const record = stored ?? { ...copyRecord(job.record), status: 'cancelled' as const, error };
+      const record = { ...(stored ?? copyRecord(job.record)), status: 'cancelled' as const, error };
       this.metrics.jobFailed(error.code);
       await job.listener.failed({ job: record, error });
     });

@@ -124,9 +124,10 @@ return parked
 `;
 
 /**
- * Places of waiting jobs. KEYS: prioritized, wait. ARGV: pairs of (jobId, priority). Returns one
- * number per job: its 1-based place among waiting jobs, or 0 when it is not waiting. Parked
- * jobs (delayed) are placed after the waiting jobs of their priority.
+ * Places of waiting jobs. KEYS: prioritized, wait, delayed. ARGV: pairs of (jobId, priority).
+ * Returns one number per job: its 1-based place among waiting jobs; minus the estimated place of
+ * a parked (delayed) job, after the waiting jobs of its priority; 0 for a job not waiting
+ * (running or finished).
  */
 const positionsScript = `
 local ahead = redis.call('LLEN', KEYS[2])
@@ -138,9 +139,11 @@ for i = 1, #ARGV, 2 do
     result[#result + 1] = ahead + rank + 1
   elseif redis.call('LPOS', KEYS[2], id) then
     result[#result + 1] = 1
-  else
+  elseif redis.call('ZSCORE', KEYS[3], id) then
     local priority = tonumber(ARGV[i + 1])
     result[#result + 1] = -(ahead + redis.call('ZCOUNT', KEYS[1], '-inf', '(' .. tostring((priority + 1) * 4294967296)) + 1)
+  else
+    result[#result + 1] = 0
   end
 end
 return result
@@ -189,7 +192,7 @@ export class AdmissionScripts {
       imaginePeek: { lua: peekScript, keys: 1 },
       imagineClaim: { lua: claimScript, keys: 5 },
       imagineRelease: { lua: releaseScript, keys: 3 },
-      imaginePositions: { lua: positionsScript, keys: 2 },
+      imaginePositions: { lua: positionsScript, keys: 3 },
       imagineRecordDuration: { lua: recordDurationScript, keys: 1 },
     };
     for (const [name, script] of Object.entries(scripts)) {
@@ -241,11 +244,11 @@ export class AdmissionScripts {
     return (await this.connection.imagineRelease!(this.keys.queued(userKey), this.keys.running(userKey), this.keys.parked(userKey), options.jobId, options.requeue ? '1' : '0', options.now)) as string[];
   }
 
-  /** Places of waiting jobs: > 0 waiting in line, < 0 parked (its absolute value is the estimated place), 0 not waiting. */
+  /** Places of waiting jobs: > 0 waiting in line, < 0 parked (its absolute value is the estimated place), 0 running or finished. */
   async positions(jobs: Array<{ id: string; priority: number }>): Promise<number[]> {
     if (jobs.length === 0) return [];
     const args = jobs.flatMap((job) => [job.id, job.priority]);
-    return ((await this.connection.imaginePositions!(this.keys.prioritized, this.keys.wait, ...args)) as number[]).map(Number);
+    return ((await this.connection.imaginePositions!(this.keys.prioritized, this.keys.wait, this.keys.delayed, ...args)) as number[]).map(Number);
   }
 
   /** Moves the moving average of a kind's duration; returns the new average. */

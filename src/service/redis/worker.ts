@@ -224,6 +224,10 @@ export class RedisWorker {
     // Off the engine's path: the reports go out in order ahead of any progress, and the running
     // record is written before the final one.
     const saving = this.saveRecord({ ...record });
+    // A cancel published between the claim and now reached nobody; its key did not.
+    void this.connection.exists(this.keys.cancelled(record.id)).then((found) => {
+      if (found) this.abort(record.id, 'cancelled');
+    }, () => undefined);
     let reports: Promise<void> = (async () => {
       if (attempt > 0) await this.report(job, { type: 'retrying', attempt });
       await this.report(job, { type: 'started', attempt, etaMs: this.averageMs(record.kind), startedAt, worker: this.id });

@@ -1,7 +1,7 @@
 /**
  * A bot process for the scale-out tests: a RedisGenerationService in a child process, driven over
  * IPC. Requests: `imagine` (user, prompt, seed, tag), `burst` (the same, `count` times at once),
- * `upscale` (user, jobId, index, tag). Every listener call is sent back as an `event` message
+ * `upscale` (user, jobId, index, tag), `cancel` (user, jobId). Every listener call is sent back as an `event` message
  * with its tag, so the test sees what a platform adapter in this process would see.
  */
 import { loadConfig, type Config } from '../../../src/config/config.js';
@@ -43,6 +43,9 @@ process.on('message', (message: { requestId: number; command: string; user: stri
       break;
     case 'burst':
       void Promise.all(Array.from({ length: message.count ?? 1 }, (_, index) => imagine(`${message.tag ?? 'burst'}-${index}`))).then((results) => reply({ results }));
+      break;
+    case 'cancel':
+      void service.cancel(requester(message.user), message.jobId ?? '').then((record) => reply({ ok: true, status: record.status }), (error: { code?: string; message?: string }) => reply({ ok: false, code: error.code, message: error.message }));
       break;
     case 'upscale':
       void outcome(service.upscale(requester(message.user), message.jobId ?? '', message.index ?? 1, listenerFor(message.tag ?? 'upscale'))).then(reply);

@@ -138,6 +138,20 @@ const botEvent = (child: ChildHandle, tag: string, event: string): Promise<Recor
     expect(pressed.find((outcome) => !outcome.ok)).toMatchObject({ code: ErrorCode.InvalidAction, message: 'You pressed that button a moment ago; that job is already on its way.' });
   });
 
+  test('a job admitted by one bot process can be cancelled from another; its own bot tells the user', async () => {
+    const scene = deployment('cancel');
+    const other = scene.spawn('bot-process.ts', {});
+    await ready(other, 'the other bot');
+    const bot = await scene.bot({ capabilities: new FakeEngine().capabilities });
+    const listener = recordingListener();
+    const ticket = await bot.imagine(user('owner'), params('never runs'), listener);
+    expect(await other.request({ command: 'cancel', user: 'stranger', jobId: ticket.job.id })).toMatchObject({ ok: false, code: ErrorCode.NotPermitted });
+    expect(await other.request({ command: 'cancel', user: 'owner', jobId: ticket.job.id })).toMatchObject({ ok: true, status: 'cancelled' });
+    expect(await listener.settled).toMatchObject({ type: 'failed', error: { code: ErrorCode.Cancelled }, job: { status: 'cancelled' } });
+    expect(await bot.getJob(ticket.job.id)).toMatchObject({ status: 'cancelled' });
+    expect((await bot.info(user('owner'))).queued).toEqual([]);
+  });
+
   test('a bot killed while its jobs run: the jobs finish and a restarted bot serves their buttons', async () => {
     const scene = deployment('restart');
     const worker = scene.spawn('worker-process.ts', { STEPS: '10', STEP_MS: '60' });
