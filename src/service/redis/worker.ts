@@ -87,6 +87,8 @@ export class RedisWorker {
   private worker: Worker<QueuedJobData, OutputReference> | undefined;
   private readonly running = new Map<string, RunningJob>();
   private readonly averages: Partial<Record<JobKind, number>> = {};
+  /** Jobs waiting in the shared queue, as last read (for /metrics). */
+  private queueDepth = 0;
   private engineBusy = 0;
   private readonly engineWaiters: Array<() => void> = [];
   private registryTimer: NodeJS.Timeout | undefined;
@@ -107,7 +109,7 @@ export class RedisWorker {
     this.subscriber = connectRedis(this.config.redisUrl, { blocking: true, name: `imagine-${this.id}-cancel` });
     this.scripts = new AdmissionScripts(this.connection, this.keys);
     this.queue = new Queue(this.keys.names.queue, { connection: this.connection, prefix: this.keys.names.prefix });
-    this.metrics = new ServiceMetrics(() => ({ queueDepth: 0, running: this.running.size, slots: this.concurrency }));
+    this.metrics = new ServiceMetrics(() => ({ queueDepth: this.queueDepth, running: this.running.size, slots: this.concurrency }));
   }
 
   /** Connects, publishes the engine's capabilities, registers and starts taking jobs. */
@@ -185,7 +187,13 @@ export class RedisWorker {
   }
 
   private async register(): Promise<void> {
-    const stats = await this.connection.hgetall(this.keys.stats);
+    const [stats, prioritized, waiting, delayed] = await Promise.all([
+      this.connection.hgetall(this.keys.stats),
+      this.connection.zcard(this.keys.prioritized),
+      this.connection.llen(this.keys.wait),
+      this.connection.zcard(this.keys.delayed),
+    ]);
+    this.queueDepth = prioritized + waiting + delayed;
     for (const [field, text] of Object.entries(stats)) {
       const value = Number(text);
       if (Number.isFinite(value) && value > 0) this.averages[field.replace(/^avg:/, '') as JobKind] = value;
