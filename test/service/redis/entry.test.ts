@@ -33,6 +33,8 @@ test('npm run worker refuses to start without QUEUE=redis, naming the variable',
     try {
       const queue = new Queue(defaultQueueNames.queue, { connection: client, prefix: defaultQueueNames.prefix });
       for (const id of jobIds) await queue.remove(id).catch(() => undefined);
+      // Only when nothing runs there: never force-clear a queue someone else may be using.
+      await queue.obliterate().catch(() => undefined);
       await queue.close();
       const keys = new RedisKeys(defaultQueueNames);
       const owned = await client.keys(keys.pattern);
