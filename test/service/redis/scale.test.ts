@@ -138,6 +138,27 @@ const botEvent = (child: ChildHandle, tag: string, event: string): Promise<Recor
     expect(pressed.find((outcome) => !outcome.ok)).toMatchObject({ code: ErrorCode.InvalidAction, message: 'You pressed that button a moment ago; that job is already on its way.' });
   });
 
+  test('an engine failure is retried once with a notice; a lasting one is then reported', async () => {
+    const scene = deployment('retry');
+    const engine = new FakeEngine({ failCalls: [0] });
+    await scene.worker(engine);
+    const bot = await scene.bot();
+    const flaky = retryingListener();
+    await bot.imagine(user('a'), params('flaky'), flaky);
+    expect((await flaky.settled).type).toBe('completed');
+    expect(flaky.retries).toEqual([{ attempt: 1, beforeEnd: true }]);
+    expect(engine.calls.map((call) => call.prompt)).toEqual(['flaky', 'flaky']);
+
+    engine.configure({ failPrompts: ['always'] });
+    const broken = retryingListener();
+    const ticket = await bot.imagine(user('b'), params('always fails'), broken);
+    expect(await broken.settled).toMatchObject({ type: 'failed', error: { code: ErrorCode.Engine }, job: { status: 'failed' } });
+    expect(broken.retries.map((retry) => retry.attempt)).toEqual([1]);
+    expect(await bot.getJob(ticket.job.id)).toMatchObject({ status: 'failed', attempts: 1, error: { code: ErrorCode.Engine } });
+    // The user's running place was given back: they can start another job.
+    expect((await bot.info(user('b'))).running).toEqual([]);
+  });
+
   test('a job admitted by one bot process can be cancelled from another; its own bot tells the user', async () => {
     const scene = deployment('cancel');
     const other = scene.spawn('bot-process.ts', {});
