@@ -186,6 +186,10 @@ export class StableDiffusionEngine implements ImageEngine {
     const source = request.source.image;
     const round = (value: number): number => Math.max(this.multipleOf, Math.round((value * 2) / this.multipleOf) * this.multipleOf);
     const size = { width: round(source.width), height: round(source.height) };
+    const base = this.capabilities.sizes['1:1']!.width;
+    if (size.width * size.height > (base * 2) ** 2 * 1.5) {
+      throw new UserError(ErrorCode.FlagInvalid, `This image (${source.width}×${source.height}) is already as large as this model can upscale.`, { field: 'image' });
+    }
     return this.imageToImage(request.source, size, upscaleStrength, [request.seed], request.steps, undefined, request);
   }
 

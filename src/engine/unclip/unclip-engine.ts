@@ -199,6 +199,10 @@ export class UnclipEngine implements ImageEngine {
     const stageIndex = this.manifest.gridStages;
     const entry = this.manifest.upsamplers[stageIndex];
     const source = request.source.image;
+    const tile = this.capabilities.sizes['1:1']!.width;
+    if (source.width * source.height > (tile * this.capabilities.upscaleFactor) ** 2 * 1.5) {
+      throw new UserError(ErrorCode.FlagInvalid, `This image (${source.width}×${source.height}) is already as large as this model can upscale.`, { field: 'image' });
+    }
     const sourceTensor = imageToTensor(source);
     const sourceSize = { width: source.width, height: source.height };
     const embedding = await this.embeddingOf(request.source);

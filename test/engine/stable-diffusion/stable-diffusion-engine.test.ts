@@ -73,6 +73,8 @@ describe('StableDiffusionEngine', () => {
     expect(upscaled.images[0]!.image).toMatchObject({ width: 64, height: 64 });
     const fromOther = await engine.upscale({ source: grid[1]!, prompt: 'a red circle', seed: 1, steps: 10 });
     expect(meanPixelDifference(upscaled.images[0]!.image.data, fromOther.images[0]!.image.data)).toBeGreaterThan(0.5);
+    // Upscaling the upscale would go past twice the model's size: refused with a clear message.
+    await expect(engine.upscale({ source: upscaled.images[0]!, prompt: 'x', seed: 1 })).rejects.toMatchObject({ code: ErrorCode.FlagInvalid, message: expect.stringContaining('already as large') });
   });
 
   it('draws non-square sizes as multiples of 8 pixels', async () => {

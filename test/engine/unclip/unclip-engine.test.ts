@@ -137,6 +137,10 @@ describe('UnclipEngine', () => {
       return small;
     };
     expect(meanPixelDifference(shrink(image.image.data), grid[1]!.image.data)).toBeLessThan(meanPixelDifference(shrink(image.image.data), grid[2]!.image.data));
+    // An upscale of an upscale would outgrow the model: refused with a clear message.
+    const twice = (await engine.upscale({ source: image, prompt: 'a red circle', seed: 3 })).images[0]!;
+    expect(twice.image.width).toBe(256);
+    await expect(engine.upscale({ source: twice, prompt: 'x', seed: 1 })).rejects.toMatchObject({ code: ErrorCode.FlagInvalid, message: expect.stringContaining('already as large') });
   });
 
   it('reports the stages in order: prior, decoder, upsampler-1', async () => {
