@@ -112,6 +112,8 @@ export interface ConnectOptions {
   blocking?: boolean;
   /** A name shown by CLIENT LIST, e.g. `imagine-bot`. */
   name?: string;
+  /** Hears connection errors (ioredis retries by itself); without it they are dropped quietly. */
+  onError?: (error: Error) => void;
 }
 
 /** Opens an ioredis connection to a redis:// URL. Commands on a plain connection fail fast while Redis is down. */
@@ -123,7 +125,16 @@ export function connectRedis(url: string, options: ConnectOptions = {}): Redis {
     ...(options.blocking ? { maxRetriesPerRequest: null } : { maxRetriesPerRequest: 2, enableOfflineQueue: true }),
     retryStrategy: (attempt) => Math.min(2000, 100 * 2 ** attempt),
   };
-  return new Redis(url, settings);
+  const connection = new Redis(url, settings);
+  // Without a listener ioredis prints every failed reconnect as an unhandled error event.
+  let reported = false;
+  connection.on('error', (error: Error) => {
+    if (reported) return;
+    reported = true;
+    options.onError?.(new Error(redactSecrets(error.message)));
+  });
+  connection.on('ready', () => (reported = false));
+  return connection;
 }
 
 /** Resolves once the connection answers PING; rejects with a clear, secret-free error otherwise. */
@@ -152,4 +163,14 @@ export async function closeRedis(connection: Redis): Promise<void> {
     // Already closed.
   }
   connection.disconnect();
+}
+
+/**
+ * Waits for a clean-up step for at most `ms`: while Redis is away, commands on a connection that
+ * retries forever would never settle, and a shutdown must not hang on them.
+ */
+export async function bounded(step: Promise<unknown>, ms = 2000): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([step.catch(() => undefined), new Promise((resolve) => (timer = setTimeout(resolve, ms)))]);
+  clearTimeout(timer);
 }

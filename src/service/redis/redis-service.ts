@@ -34,7 +34,7 @@ import type {
   MessageReference,
   Requester,
 } from '../types.js';
-import { closeRedis, connectRedis, defaultQueueNames, RedisKeys, waitForRedis, type QueueNames } from './keys.js';
+import { bounded, closeRedis, connectRedis, defaultQueueNames, RedisKeys, waitForRedis, type QueueNames } from './keys.js';
 import { isWorkerEvent, parseFailureReason, protocolVersion, type OutputReference, type QueuedJobData, type WorkerEvent } from './protocol.js';
 import { RemoteEngine } from './remote-engine.js';
 import {
@@ -177,8 +177,9 @@ export class RedisGenerationService implements GenerationService {
     this.clock = options.clock ?? systemClock;
     this.randomSeed = options.randomSeed ?? (() => randomInt(0, 2 ** 32));
     this.keys = new RedisKeys({ ...defaultQueueNames, ...options.names });
-    this.connection = connectRedis(this.config.redisUrl, { name: 'imagine-bot' });
-    this.eventsConnection = connectRedis(this.config.redisUrl, { blocking: true, name: 'imagine-bot-events' });
+    const onError = (error: Error): void => this.logger.warn({ err: error }, 'Redis connection error; retrying');
+    this.connection = connectRedis(this.config.redisUrl, { name: 'imagine-bot', onError });
+    this.eventsConnection = connectRedis(this.config.redisUrl, { blocking: true, name: 'imagine-bot-events', onError });
     this.scripts = new AdmissionScripts(this.connection, this.keys);
     this.queue = new Queue<QueuedJobData, OutputReference>(this.keys.names.queue, { connection: this.connection, prefix: this.keys.names.prefix });
     this.queue.on('error', (error) => this.logger.warn({ err: error }, 'queue connection error'));
@@ -757,11 +758,11 @@ export class RedisGenerationService implements GenerationService {
       }
     }
     await withTimeout(Promise.all(local.map((job) => job.chain.idle())), 10_000);
-    await this.queueEvents?.close().catch(() => undefined);
-    await this.queue.close().catch(() => undefined);
+    if (this.queueEvents) await bounded(this.queueEvents.close());
+    await bounded(this.queue.close());
     await closeRedis(this.eventsConnection);
     await closeRedis(this.connection);
-    await this.store.close();
+    await bounded(this.store.close());
     this.logger.info('shut down');
   }
 }

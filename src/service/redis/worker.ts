@@ -23,7 +23,7 @@ import { createJobStore, type JobStore } from '../job-store.js';
 import { defaultJobDurationsMs } from '../generation-service.js';
 import { ServiceMetrics } from '../metrics.js';
 import type { JobKind, JobRecord } from '../types.js';
-import { closeRedis, connectRedis, defaultQueueNames, RedisKeys, waitForRedis, type QueueNames } from './keys.js';
+import { bounded, closeRedis, connectRedis, defaultQueueNames, RedisKeys, waitForRedis, type QueueNames } from './keys.js';
 import { failureReason, protocolVersion, type OutputReference, type QueuedJobData, type WorkerEvent } from './protocol.js';
 import { abortError, buildOutput, runRecord } from './requests.js';
 import { AdmissionScripts } from './scripts.js';
@@ -105,8 +105,9 @@ export class RedisWorker {
     this.concurrency = Math.max(1, options.concurrency ?? options.config.gpuSlots);
     this.id = options.id ?? `worker-${randomBytes(4).toString('hex')}`;
     this.keys = new RedisKeys({ ...defaultQueueNames, ...options.names });
-    this.connection = connectRedis(this.config.redisUrl, { blocking: true, name: `imagine-${this.id}` });
-    this.subscriber = connectRedis(this.config.redisUrl, { blocking: true, name: `imagine-${this.id}-cancel` });
+    const onError = (error: Error): void => this.logger.warn({ err: error, worker: this.id }, 'Redis connection error; retrying');
+    this.connection = connectRedis(this.config.redisUrl, { blocking: true, name: `imagine-${this.id}`, onError });
+    this.subscriber = connectRedis(this.config.redisUrl, { blocking: true, name: `imagine-${this.id}-cancel`, onError });
     this.scripts = new AdmissionScripts(this.connection, this.keys);
     this.queue = new Queue(this.keys.names.queue, { connection: this.connection, prefix: this.keys.names.prefix });
     this.metrics = new ServiceMetrics(() => ({ queueDepth: this.queueDepth, running: this.running.size, slots: this.concurrency }));
@@ -178,11 +179,11 @@ export class RedisWorker {
       if (expired) for (const jobId of this.running.keys()) this.abort(jobId, 'shutdown');
       await closed;
     }
-    await this.connection.hdel(this.keys.workers, this.id).catch(() => undefined);
-    await this.queue.close().catch(() => undefined);
+    await bounded(this.connection.hdel(this.keys.workers, this.id));
+    await bounded(this.queue.close());
     await closeRedis(this.subscriber);
     await closeRedis(this.connection);
-    await this.store.close();
+    await bounded(this.store.close());
     this.logger.info({ worker: this.id }, 'GPU worker stopped');
   }
 

@@ -82,3 +82,15 @@ test('npm run worker refuses to start without QUEUE=redis, naming the variable',
     expect(engine.closed).toBe(true);
   });
 });
+
+test('an unreachable Redis stops a bot and a worker at start-up with a clear message and no password', async () => {
+  const { createRedisGenerationService } = await import('../../../src/service/redis/redis-service.js');
+  const { loadConfig } = await import('../../../src/config/config.js');
+  const config = loadConfig({ queue: 'redis', redisUrl: 'redis://:sekret-password-1@127.0.0.1:1', storeUrl: 'memory://', logLevel: 'silent' }, {}, false);
+  const botError = await createRedisGenerationService({ config }).catch((caught: unknown) => caught);
+  expect(botError).toMatchObject({ code: ErrorCode.Store, message: expect.stringMatching(/^Redis at redis:\/\/:\[redacted\]@127\.0\.0\.1:1 is not reachable .*REDIS_URL/) });
+  expect(String((botError as Error).message)).not.toContain('sekret-password-1');
+  const workerError = await startWorker({ env: { ...environment, REDIS_URL: 'redis://:sekret-password-1@127.0.0.1:1', STORE_URL: 'memory://' }, dotenvPath: false, http: false, createEngine: async () => new FakeEngine() }).catch((caught: unknown) => caught);
+  expect(workerError).toMatchObject({ code: ErrorCode.Store, message: expect.stringContaining('is not reachable') });
+  expect(String((workerError as Error).message)).not.toContain('sekret-password-1');
+});
