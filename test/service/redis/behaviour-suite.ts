@@ -74,10 +74,13 @@ export function generationServiceBehaviour(factory: ServiceFactory): void {
     engine.releaseAll();
     await Promise.all([...heavy, ...light].map((listener) => listener.settled));
     expect(engine.calls.map((call) => call.prompt)).toEqual(['heavy 0', 'light a', 'light b', 'heavy 1', 'heavy 2', 'heavy 3', 'heavy 4']);
-    // Waiting jobs hear their place, and it only improves once nobody new arrives.
+    // Waiting jobs hear their place: pushed back when the light users arrived, then moving up
+    // (how many steps they hear depends on how fast the queue moves).
     const places = heavy[4]!.positions();
+    const worst = places.indexOf(Math.max(...places));
     expect(places.length).toBeGreaterThan(1);
-    expect(places.at(-1)).toBe(1);
+    expect(places.slice(worst)).toEqual([...places.slice(worst)].sort((a, b) => b - a));
+    expect(places.at(-1)!).toBeLessThan(places[worst]!);
   });
 
   test('the rate limit refuses with the time to wait and queues nothing', async () => {
