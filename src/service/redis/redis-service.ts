@@ -142,6 +142,7 @@ function wholeMs(ms: number): number {
   return Math.ceil(ms - 1e-6);
 }
 
+/** The {@link GenerationService} of a bot process when QUEUE=redis; build it with {@link createRedisGenerationService}. */
 export class RedisGenerationService implements GenerationService {
   readonly store: JobStore;
   readonly metrics: ServiceMetrics;

@@ -6,6 +6,7 @@
 import type { EngineCapabilities, EngineResult, ImageEngine } from '../../engine/engine.js';
 import { EngineError, ErrorCode } from '../../errors.js';
 
+/** Capabilities read from the workers; drawing calls reject with `unsupported`. */
 export class RemoteEngine implements ImageEngine {
   constructor(private readonly current: () => EngineCapabilities) {}
 

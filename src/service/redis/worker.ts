@@ -42,6 +42,7 @@ export interface WorkerTimings {
   outputTtlMs: number;
 }
 
+/** The timings a worker uses unless told otherwise. */
 export const defaultWorkerTimings: WorkerTimings = { lockDurationMs: 10_000, stalledIntervalMs: 5_000, maxStalledCount: 2, parkMs: 1_000, outputTtlMs: 3_600_000 };
 
 /** Options of {@link RedisWorker}. */
@@ -69,6 +70,7 @@ interface RunningJob {
   reason?: 'cancelled' | 'timeout' | 'shutdown';
 }
 
+/** One GPU worker process's BullMQ worker over its engine; build it with {@link startRedisWorker}. */
 export class RedisWorker {
   readonly id: string;
   readonly metrics: ServiceMetrics;
