@@ -62,6 +62,22 @@ const botEvent = (child: ChildHandle, tag: string, event: string): Promise<Recor
     expect(grid.width).toBe(final.output.file.width);
   });
 
+  test('a job that loses its workers more often than allowed fails with a message, never silence', async () => {
+    const scene = deployment('lost');
+    const workers = [0, 1].map(() => scene.spawn('worker-process.ts', { STEPS: '20', STEP_MS: '100', MAX_STALLED: '0' }));
+    await Promise.all(workers.map((worker) => ready(worker, 'a worker')));
+    const bot = await scene.bot();
+    const listener = retryingListener();
+    const ticket = await bot.imagine(user('unlucky'), params('doomed'), listener);
+    const holder = await Promise.race(workers.map((worker) => worker.waitFor((message) => message.type === 'call', 'the first engine call').then(() => worker)));
+    holder.kill('SIGKILL');
+    const final = await listener.settled;
+    expect(final).toMatchObject({ type: 'failed', error: { code: ErrorCode.Engine, message: expect.stringContaining('stalled more than allowable limit') } });
+    await eventually(async () => (await bot.getJob(ticket.job.id))?.status === 'failed', 'the failed record');
+    expect((await bot.info(user('unlucky'))).running).toEqual([]);
+    expect(callsOf(workers.find((worker) => worker !== holder)!)).toEqual([]);
+  });
+
   test('a worker stopped gracefully puts a long job back: another worker finishes it', async () => {
     const scene = deployment('stopped');
     const workers = [scene.spawn('worker-process.ts', { STEPS: '20', STEP_MS: '100', GRACE_MS: '100' }), scene.spawn('worker-process.ts', { STEPS: '20', STEP_MS: '100', GRACE_MS: '100' })];

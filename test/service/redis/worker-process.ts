@@ -14,7 +14,7 @@ const env = process.env;
 const engine = new FakeEngine({ steps: Number(env.STEPS ?? 10), stepDelayMs: Number(env.STEP_MS ?? 50) });
 const config = loadConfig({ queue: 'redis', redisUrl, storeUrl: redisUrl, logLevel: 'silent', gpuSlots: Number(env.SLOTS ?? 1) }, {}, false);
 const store = await createJobStore(config, { namespace });
-const worker = await startRedisWorker({ config, engine, store, names, timings: testTimings, ...(env.WORKER_ID ? { id: env.WORKER_ID } : {}) });
+const worker = await startRedisWorker({ config, engine, store, names, timings: { ...testTimings, ...(env.MAX_STALLED ? { maxStalledCount: Number(env.MAX_STALLED) } : {}) }, ...(env.WORKER_ID ? { id: env.WORKER_ID } : {}) });
 
 let reported = 0;
 const timer = setInterval(() => {
