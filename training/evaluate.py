@@ -418,12 +418,15 @@ def evaluate_pipeline(pipe, prompts, batch=32, seed=0, save_dir=None, variations
         xv = pipe.upsample(pipe.decode(e2, gen, eta=0.0), "up1", gen)
         keep, differ = [], []
         for p, a, b in zip(vs, [images[p["id"]] for p in vs], to_u8(xv)):
-            keep.append(attributes(a) == attributes(b))
+            attrs_a = attributes(a)
+            if not attrs_a[0]:  # nothing judged in the source: nothing to keep
+                continue
+            keep.append(attrs_a == attributes(b))
             differ.append(float(np.abs(a.astype(np.float32) - b.astype(np.float32)).mean()) > 1.0)
             if save_dir:
                 Image.fromarray(b).save(os.path.join(save_dir, p["id"] + "_V.png"))
-        out["variation"] = {"n": len(vs), "keeps_attributes": round(float(np.mean(keep)), 4),
-                            "differs_from_source": round(float(np.mean(differ)), 4), "embeddingNoise": 0.1, "eta": 0.0}
+        out["variation"] = {"n": len(keep), "keeps_attributes": round(float(np.mean(keep)), 4) if keep else None,
+                            "differs_from_source": round(float(np.mean(differ)), 4) if differ else None, "embeddingNoise": 0.1, "eta": 0.0}
     if upsampler_n:
         out["upsampler"] = upsampler_quality(pipe, upsampler_n, seed)
     return out, results

@@ -301,7 +301,7 @@ def stage_clip(args, cfg):
 def load_clip(out, cfg, phase2=True):
     clip = build_clip(out, cfg)
     p = os.path.join(out, "clip_text.pt")
-    if not (phase2 and os.path.exists(p) and os.path.exists(os.path.join(out, "clip_text.done"))):
+    if not (phase2 and os.path.exists(p)):
         p = os.path.join(out, "clip.pt")
     clip.load_state_dict(torch.load(p)["model"])
     return clip.eval()
