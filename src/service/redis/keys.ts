@@ -56,6 +56,10 @@ export class RedisKeys {
   running(userKey: string): string {
     return `${this.base}:user:${userKey}:running`;
   }
+  /** The BullMQ priorities of a user's waiting jobs (hash: job id → priority), to keep the user's own jobs in order. */
+  priorities(userKey: string): string {
+    return `${this.base}:user:${userKey}:priorities`;
+  }
   /** A user's jobs put aside because the user already runs as many as allowed (sorted set). */
   parked(userKey: string): string {
     return `${this.base}:user:${userKey}:parked`;

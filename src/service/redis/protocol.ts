@@ -19,7 +19,7 @@ export interface QueuedJobData {
   userKey: string;
   /** The user's running limit when the job was admitted. */
   maxRunning: number;
-  /** The BullMQ priority it was queued with (1 + the user's pending jobs). */
+  /** The BullMQ priority it was queued with (1 + the user's pending jobs, after the user's own waiting jobs). */
   priority: number;
   /** How long the job may run, in milliseconds. */
   timeoutMs: number;

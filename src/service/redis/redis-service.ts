@@ -2,7 +2,8 @@
  * The generation service of a bot process in QUEUE=redis. It admits jobs (per-user limits and
  * token bucket checked atomically in Redis, so several bot processes share one set of limits),
  * writes the record to the shared job store and enqueues the job in BullMQ with
- * priority = 1 + the user's pending jobs, so that waiting jobs interleave users round-robin.
+ * priority = 1 + the user's pending jobs (but after the user's own waiting jobs), so that waiting
+ * jobs interleave users round-robin and each user's jobs keep their order.
  * GPU workers (`npm run worker`, see worker.ts) run them; their reports come back through
  * QueueEvents to the listener of the bot that admitted the job.
  *
@@ -402,7 +403,7 @@ export class RedisGenerationService implements GenerationService {
     }
 
     // BullMQ: a lower number runs first, equal numbers in arrival order.
-    const priority = Math.min(2_097_152, 1 + result.pendingBefore);
+    const priority = result.priority;
     let markDone!: () => void;
     const done = new Promise<void>((resolve) => (markDone = resolve));
     const job: LocalJob = {
@@ -450,8 +451,8 @@ export class RedisGenerationService implements GenerationService {
   }
 
   /** Drops a job that will never start from its user's sets. */
-  private async forgetQueued(userKey: string, jobId: string): Promise<void> {
-    await this.connection.multi().zrem(this.keys.queued(userKey), jobId).zrem(this.keys.parked(userKey), jobId).exec();
+  private forgetQueued(userKey: string, jobId: string): Promise<void> {
+    return this.scripts.forget(userKey, jobId);
   }
 
   private async finishedParent(jobId: string): Promise<JobRecord> {

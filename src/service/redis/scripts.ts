@@ -12,25 +12,32 @@ import type { RedisKeys } from './keys.js';
 
 /** Removes ids whose job finished, or whose job never appeared within the grace period. */
 const prune = `
-local function prune(key, jobPrefix, now, grace)
+local function prune(key, jobPrefix, now, grace, prioritiesKey)
   local members = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
   for i = 1, #members, 2 do
     local id = members[i]
     local score = tonumber(members[i + 1])
     local jobKey = jobPrefix .. id
+    local stale = false
     if redis.call('EXISTS', jobKey) == 1 then
-      if redis.call('HEXISTS', jobKey, 'finishedOn') == 1 then redis.call('ZREM', key, id) end
-    elseif score < now - grace then
+      stale = redis.call('HEXISTS', jobKey, 'finishedOn') == 1
+    else
+      stale = score < now - grace
+    end
+    if stale then
       redis.call('ZREM', key, id)
+      if prioritiesKey then redis.call('HDEL', prioritiesKey, id) end
     end
   end
 end
 `;
 
 /**
- * KEYS: bucket, queued, running, press. ARGV: now, ratePerMinute, burst, maxRunning, maxQueued,
- * jobId, jobPrefix, pressTtlMs (0 = no dedupe), graceMs.
- * Returns {'ok', pendingBefore, tokensLeft} | {'duplicate', jobId} | {'full', running, queued, headId, oldestRunningStart} | {'rate', retryAfterMs}.
+ * KEYS: bucket, queued, running, press, priorities. ARGV: now, ratePerMinute, burst, maxRunning,
+ * maxQueued, jobId, jobPrefix, pressTtlMs (0 = no dedupe), graceMs, maxPriority.
+ * Returns {'ok', priority, tokensLeft} | {'duplicate', jobId} | {'full', running, queued, headId, oldestRunningStart} | {'rate', retryAfterMs}.
+ * The priority is 1 + the user's pending jobs (so newcomers go first), but never ahead of the
+ * user's own waiting jobs (so each user's jobs keep their order).
  */
 const admitScript = `${prune}
 local now = tonumber(ARGV[1])
@@ -45,8 +52,8 @@ if pressTtl > 0 then
   local existing = redis.call('GET', KEYS[4])
   if existing then return {'duplicate', existing} end
 end
-prune(KEYS[2], ARGV[7], now, grace)
-prune(KEYS[3], ARGV[7], now, grace)
+prune(KEYS[2], ARGV[7], now, grace, KEYS[5])
+prune(KEYS[3], ARGV[7], now, grace, false)
 local running = redis.call('ZCARD', KEYS[3])
 local queued = redis.call('ZCARD', KEYS[2])
 if running + queued >= maxRunning + maxQueued then
@@ -68,9 +75,15 @@ end
 tokens = tokens - 1
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
 redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) * 60000 / rate) + 60000)
+local priority = 1 + running + queued
+for _, value in ipairs(redis.call('HVALS', KEYS[5])) do
+  priority = math.max(priority, tonumber(value) + 1)
+end
+priority = math.min(priority, tonumber(ARGV[10]))
 redis.call('ZADD', KEYS[2], now, jobId)
+redis.call('HSET', KEYS[5], jobId, priority)
 if pressTtl > 0 then redis.call('SET', KEYS[4], jobId, 'PX', pressTtl) end
-return {'ok', running + queued, tostring(tokens)}
+return {'ok', priority, tostring(tokens)}
 `;
 
 /** KEYS: bucket. ARGV: now, ratePerMinute, burst. Returns {tokens} without taking one. */
@@ -86,8 +99,8 @@ return tostring(math.min(burst, tokens + math.max(0, now - at) * rate / 60000))
 `;
 
 /**
- * A worker asks to start a job. KEYS: queued, running, parked, starts, cancelled. ARGV: now,
- * maxRunning, jobId, jobPrefix, graceMs. Returns {'run', starts} | {'park'} | {'cancelled'}.
+ * A worker asks to start a job. KEYS: queued, running, parked, starts, cancelled, priorities.
+ * ARGV: now, maxRunning, jobId, jobPrefix, graceMs. Returns {'run', starts} | {'park'} | {'cancelled'}.
  * A job already counted as running is a retry after its worker died: it runs at once.
  */
 const claimScript = `${prune}
@@ -96,7 +109,7 @@ local maxRunning = tonumber(ARGV[2])
 local jobId = ARGV[3]
 if redis.call('EXISTS', KEYS[5]) == 1 then return {'cancelled'} end
 if not redis.call('ZSCORE', KEYS[2], jobId) then
-  prune(KEYS[2], ARGV[4], now, tonumber(ARGV[5]))
+  prune(KEYS[2], ARGV[4], now, tonumber(ARGV[5]), false)
   if redis.call('ZCARD', KEYS[2]) >= maxRunning then
     redis.call('ZADD', KEYS[3], now, jobId)
     return {'park'}
@@ -105,19 +118,26 @@ if not redis.call('ZSCORE', KEYS[2], jobId) then
 end
 redis.call('ZREM', KEYS[1], jobId)
 redis.call('ZREM', KEYS[3], jobId)
+redis.call('HDEL', KEYS[6], jobId)
 local starts = redis.call('INCR', KEYS[4])
 redis.call('PEXPIRE', KEYS[4], 604800000)
 return {'run', starts}
 `;
 
 /**
- * A job stops running. KEYS: queued, running, parked. ARGV: jobId, requeue (1 = it will run
- * again), now. Returns the user's parked job ids, which may now run.
+ * A job stops running. KEYS: queued, running, parked, priorities. ARGV: jobId, requeue (1 = it
+ * will run again), now, its priority. Returns the user's parked job ids, which may now run.
  */
 const releaseScript = `
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
-if ARGV[2] == '1' then redis.call('ZADD', KEYS[1], tonumber(ARGV[3]), ARGV[1]) else redis.call('ZREM', KEYS[1], ARGV[1]) end
+if ARGV[2] == '1' then
+  redis.call('ZADD', KEYS[1], tonumber(ARGV[3]), ARGV[1])
+  redis.call('HSET', KEYS[4], ARGV[1], ARGV[4])
+else
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  redis.call('HDEL', KEYS[4], ARGV[1])
+end
 local parked = redis.call('ZRANGE', KEYS[3], 0, -1)
 redis.call('DEL', KEYS[3])
 return parked
@@ -161,7 +181,7 @@ return tostring(value)
 
 /** The outcome of an admission attempt. */
 export type AdmitResult =
-  | { kind: 'ok'; pendingBefore: number; tokensLeft: number }
+  | { kind: 'ok'; priority: number; tokensLeft: number }
   | { kind: 'duplicate'; jobId: string }
   | { kind: 'full'; running: number; queued: number; headId: string | undefined; oldestRunningStart: number | undefined }
   | { kind: 'rate'; retryAfterMs: number };
@@ -180,6 +200,9 @@ export interface AdmitLimits {
 /** How long an id may sit in a user's set without a BullMQ job before it is treated as stale. */
 export const staleGraceMs = 60_000;
 
+/** BullMQ's largest priority. */
+export const maxPriority = 2_097_152;
+
 type Reply = Array<string | number>;
 
 /** Typed calls of the scripts over one connection (EVALSHA with a fallback to EVAL, by ioredis). */
@@ -188,10 +211,10 @@ export class AdmissionScripts {
 
   constructor(connection: Redis, private readonly keys: RedisKeys) {
     const scripts: Record<string, { lua: string; keys: number }> = {
-      imagineAdmit: { lua: admitScript, keys: 4 },
+      imagineAdmit: { lua: admitScript, keys: 5 },
       imaginePeek: { lua: peekScript, keys: 1 },
-      imagineClaim: { lua: claimScript, keys: 5 },
-      imagineRelease: { lua: releaseScript, keys: 3 },
+      imagineClaim: { lua: claimScript, keys: 6 },
+      imagineRelease: { lua: releaseScript, keys: 4 },
       imaginePositions: { lua: positionsScript, keys: 3 },
       imagineRecordDuration: { lua: recordDurationScript, keys: 1 },
     };
@@ -206,13 +229,13 @@ export class AdmissionScripts {
     const { userKey, limits } = options;
     const pressKey = this.keys.press(options.pressSignature ?? 'none');
     const reply = (await this.connection.imagineAdmit!(
-      this.keys.bucket(userKey), this.keys.queued(userKey), this.keys.running(userKey), pressKey,
+      this.keys.bucket(userKey), this.keys.queued(userKey), this.keys.running(userKey), pressKey, this.keys.priorities(userKey),
       options.now, limits.ratePerMinute, limits.burst, limits.maxRunning, limits.maxQueued, options.jobId, this.keys.jobPrefix,
-      options.pressSignature ? options.pressTtlMs : 0, staleGraceMs,
+      options.pressSignature ? options.pressTtlMs : 0, staleGraceMs, maxPriority,
     )) as Reply;
     switch (reply[0]) {
       case 'ok':
-        return { kind: 'ok', pendingBefore: Number(reply[1]), tokensLeft: Number(reply[2]) };
+        return { kind: 'ok', priority: Number(reply[1]), tokensLeft: Number(reply[2]) };
       case 'duplicate':
         return { kind: 'duplicate', jobId: String(reply[1]) };
       case 'full':
@@ -231,7 +254,7 @@ export class AdmissionScripts {
   async claim(options: { userKey: string; jobId: string; now: number; maxRunning: number }): Promise<ClaimResult> {
     const { userKey, jobId } = options;
     const reply = (await this.connection.imagineClaim!(
-      this.keys.queued(userKey), this.keys.running(userKey), this.keys.parked(userKey), this.keys.starts(jobId), this.keys.cancelled(jobId),
+      this.keys.queued(userKey), this.keys.running(userKey), this.keys.parked(userKey), this.keys.starts(jobId), this.keys.cancelled(jobId), this.keys.priorities(userKey),
       options.now, options.maxRunning, jobId, this.keys.jobPrefix, staleGraceMs,
     )) as Reply;
     if (reply[0] === 'run') return { kind: 'run', starts: Number(reply[1]) };
@@ -239,9 +262,14 @@ export class AdmissionScripts {
   }
 
   /** Forgets a job that stopped running (or re-queues it when it will run again); returns the user's parked jobs. */
-  async release(options: { userKey: string; jobId: string; requeue: boolean; now: number }): Promise<string[]> {
+  async release(options: { userKey: string; jobId: string; requeue: boolean; now: number; priority: number }): Promise<string[]> {
     const { userKey } = options;
-    return (await this.connection.imagineRelease!(this.keys.queued(userKey), this.keys.running(userKey), this.keys.parked(userKey), options.jobId, options.requeue ? '1' : '0', options.now)) as string[];
+    return (await this.connection.imagineRelease!(this.keys.queued(userKey), this.keys.running(userKey), this.keys.parked(userKey), this.keys.priorities(userKey), options.jobId, options.requeue ? '1' : '0', options.now, options.priority)) as string[];
+  }
+
+  /** Drops a job that will never start from its user's sets. */
+  async forget(userKey: string, jobId: string): Promise<void> {
+    await this.connection.multi().zrem(this.keys.queued(userKey), jobId).zrem(this.keys.parked(userKey), jobId).hdel(this.keys.priorities(userKey), jobId).exec();
   }
 
   /** Places of waiting jobs: > 0 waiting in line, < 0 parked (its absolute value is the estimated place), 0 running or finished. */

@@ -352,7 +352,7 @@ export class RedisWorker {
   /** Frees the user's running place and wakes their parked jobs. */
   private async release(data: QueuedJobData, jobId: string, requeue: boolean): Promise<void> {
     try {
-      const parked = await this.scripts.release({ userKey: data.userKey, jobId, requeue, now: this.clock.now() });
+      const parked = await this.scripts.release({ userKey: data.userKey, jobId, requeue, now: this.clock.now(), priority: data.priority });
       for (const id of parked) {
         const waiting = await Job.fromId(this.queue, id);
         await waiting?.promote().catch(() => undefined);

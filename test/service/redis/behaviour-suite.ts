@@ -83,6 +83,22 @@ export function generationServiceBehaviour(factory: ServiceFactory): void {
     expect(places.at(-1)!).toBeLessThan(places[worst]!);
   });
 
+  test("a user's own jobs run in the order they were asked for, even after cancelling some", async () => {
+    const engine = new FakeEngine({ hold: true });
+    const { service } = await factory.create({ engine, config: { rateLimitBurst: 10 } });
+    const listeners = [1, 2, 3, 4].map(() => recordingListener());
+    const tickets = [];
+    for (const [index, listener] of listeners.entries()) tickets.push(await service.imagine(user('a'), params(`a${index + 1}`), listener));
+    await engine.waitForCalls(1);
+    await service.cancel(user('a'), tickets[1]!.job.id);
+    await service.cancel(user('a'), tickets[2]!.job.id);
+    const last = recordingListener();
+    await service.imagine(user('a'), params('a5'), last);
+    engine.releaseAll();
+    await Promise.all([...listeners, last].map((listener) => listener.settled));
+    expect(engine.calls.map((call) => call.prompt)).toEqual(['a1', 'a4', 'a5']);
+  });
+
   test('the rate limit refuses with the time to wait and queues nothing', async () => {
     const engine = new FakeEngine({ hold: true });
     const { service } = await factory.create({ engine, config: { rateLimitPerMinute: 10, rateLimitBurst: 3, maxQueuedPerUser: 10 } });
