@@ -124,6 +124,8 @@ export interface ConnectOptions {
 export function connectRedis(url: string, options: ConnectOptions = {}): Redis {
   const settings: RedisOptions = {
     connectTimeout: 5000,
+    // How long a closing socket may linger (ioredis waits 2 s by default, even for one that never connected).
+    disconnectTimeout: 300,
     enableReadyCheck: true,
     ...(options.name ? { connectionName: options.name } : {}),
     ...(options.blocking ? { maxRetriesPerRequest: null } : { maxRetriesPerRequest: 2, enableOfflineQueue: true }),

@@ -158,7 +158,8 @@ export class RedisGenerationService implements GenerationService {
   private readonly connection: Redis;
   private readonly eventsConnection: Redis;
   private readonly scripts: AdmissionScripts;
-  private readonly queue: Queue<QueuedJobData, OutputReference>;
+  /** Created once Redis answers (start), so that a failed start leaves nothing behind. */
+  private queue!: Queue<QueuedJobData, OutputReference>;
   private queueEvents: QueueEvents | undefined;
   private currentCapabilities: EngineCapabilities | undefined;
   private readonly jobs = new Map<string, LocalJob>();
@@ -183,8 +184,6 @@ export class RedisGenerationService implements GenerationService {
     this.connection = connectRedis(this.config.redisUrl, { name: 'imagine-bot', onError });
     this.eventsConnection = connectRedis(this.config.redisUrl, { blocking: true, name: 'imagine-bot-events', onError });
     this.scripts = new AdmissionScripts(this.connection, this.keys);
-    this.queue = new Queue<QueuedJobData, OutputReference>(this.keys.names.queue, { connection: this.connection, prefix: this.keys.names.prefix });
-    this.queue.on('error', (error) => this.logger.warn({ err: error }, 'queue connection error'));
     this.averageMs = { ...defaultJobDurationsMs, ...options.defaultDurationsMs };
     this.currentCapabilities = options.capabilities;
     this.engine = new RemoteEngine(() => this.capabilities);
@@ -200,6 +199,8 @@ export class RedisGenerationService implements GenerationService {
   /** Connects, waits for the workers' capabilities, and starts hearing queue events. */
   async start(): Promise<void> {
     await waitForRedis(this.connection, this.config.redisUrl);
+    this.queue = new Queue<QueuedJobData, OutputReference>(this.keys.names.queue, { connection: this.connection, prefix: this.keys.names.prefix });
+    this.queue.on('error', (error) => this.logger.warn({ err: error }, 'queue connection error'));
     if (!this.currentCapabilities) this.currentCapabilities = await this.waitForCapabilities(this.options.capabilitiesTimeoutMs ?? 120_000);
     // Hear every event after this moment, including those of jobs added before the first XREAD.
     const last = (await this.connection.xrevrange(this.keys.events, '+', '-', 'COUNT', 1))[0]?.[0] ?? '0-0';
@@ -761,7 +762,7 @@ export class RedisGenerationService implements GenerationService {
     }
     await withTimeout(Promise.all(local.map((job) => job.chain.idle())), 10_000);
     if (this.queueEvents) await bounded(this.queueEvents.close());
-    await bounded(this.queue.close());
+    if (this.queue) await bounded(this.queue.close());
     await closeRedis(this.eventsConnection);
     await closeRedis(this.connection);
     await bounded(this.store.close());

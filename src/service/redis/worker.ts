@@ -85,7 +85,8 @@ export class RedisWorker {
   private readonly connection: Redis;
   private readonly subscriber: Redis;
   private readonly scripts: AdmissionScripts;
-  private readonly queue: Queue;
+  /** Created once Redis answers (start), so that a failed start leaves nothing behind. */
+  private queue: Queue | undefined;
   private worker: Worker<QueuedJobData, OutputReference> | undefined;
   private readonly running = new Map<string, RunningJob>();
   private readonly averages: Partial<Record<JobKind, number>> = {};
@@ -111,13 +112,13 @@ export class RedisWorker {
     this.connection = connectRedis(this.config.redisUrl, { blocking: true, name: `imagine-${this.id}`, onError });
     this.subscriber = connectRedis(this.config.redisUrl, { blocking: true, name: `imagine-${this.id}-cancel`, onError });
     this.scripts = new AdmissionScripts(this.connection, this.keys);
-    this.queue = new Queue(this.keys.names.queue, { connection: this.connection, prefix: this.keys.names.prefix });
     this.metrics = new ServiceMetrics(() => ({ queueDepth: this.queueDepth, running: this.running.size, slots: this.concurrency }));
   }
 
   /** Connects, publishes the engine's capabilities, registers and starts taking jobs. */
   async start(): Promise<void> {
     await waitForRedis(this.connection, this.config.redisUrl);
+    this.queue = new Queue(this.keys.names.queue, { connection: this.connection, prefix: this.keys.names.prefix });
     await this.connection.set(this.keys.capabilities, JSON.stringify(this.engine.capabilities));
     await this.subscriber.subscribe(this.keys.cancelChannel);
     this.subscriber.on('message', (channel: string, jobId: string) => {
@@ -181,8 +182,10 @@ export class RedisWorker {
       if (expired) for (const jobId of this.running.keys()) this.abort(jobId, 'shutdown');
       await closed;
     }
-    await bounded(this.connection.hdel(this.keys.workers, this.id));
-    await bounded(this.queue.close());
+    if (this.queue) {
+      await bounded(this.connection.hdel(this.keys.workers, this.id));
+      await bounded(this.queue.close());
+    }
     await closeRedis(this.subscriber);
     await closeRedis(this.connection);
     await bounded(this.store.close());
@@ -354,7 +357,7 @@ export class RedisWorker {
     try {
       const parked = await this.scripts.release({ userKey: data.userKey, jobId, requeue, now: this.clock.now(), priority: data.priority });
       for (const id of parked) {
-        const waiting = await Job.fromId(this.queue, id);
+        const waiting = this.queue ? await Job.fromId(this.queue, id) : undefined;
         await waiting?.promote().catch(() => undefined);
       }
     } catch (error) {

@@ -143,6 +143,8 @@ export class ChildHandle {
     if (found) return Promise.resolve(found);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`Timed out waiting for ${what}`)), limitMs);
+      // A wait that lost a race (another child answered) must not keep the test process alive.
+      timer.unref();
       this.waiters.push({ predicate, resolve: (message) => {
         clearTimeout(timer);
         resolve(message);
