@@ -174,7 +174,9 @@ export class UnclipEngine implements ImageEngine {
     if (!settings) throw new UserError(ErrorCode.FlagInvalid, 'Variation strength must be subtle or strong.', { field: 'strength' });
     const decoderSize = this.decoderSizeForAspect(request.source.image.width, request.source.image.height);
     const tracker = new ProgressTracker(this.plan(seeds.length, decoderSize, steps, guidance, false), request.onProgress);
-    const source = await this.embeddingOf(request.source);
+    // What the picture shows, as the model's variations are defined (models/README.md): the image
+    // encoder's embedding of the source, not the prior's sample it was drawn from.
+    const source = await this.embeddingOf(request.source, false);
     throwIfAborted(request.signal);
     const embeddings = perturb(repeat(source, seeds.length), this.embeddingDim, seeds, settings.embeddingNoise, NoiseStream.variation);
     let textEmbedding = new Float32Array(this.embeddingDim);
@@ -205,7 +207,7 @@ export class UnclipEngine implements ImageEngine {
     }
     const sourceTensor = imageToTensor(source);
     const sourceSize = { width: source.width, height: source.height };
-    const embedding = await this.embeddingOf(request.source);
+    const embedding = await this.embeddingOf(request.source, true);
     if (!entry) {
       const factor = this.capabilities.upscaleFactor;
       const resized = resizeBilinear(sourceTensor, 3, source.height, source.width, source.height * factor, source.width * factor);
@@ -400,10 +402,10 @@ export class UnclipEngine implements ImageEngine {
     return { images: clampUnit(concat(results)), size: target };
   }
 
-  /** The unit CLIP image embedding of an earlier image: its stored artifact, or the image encoder's. */
-  private async embeddingOf(source: EngineImage): Promise<Float32Array> {
+  /** The unit CLIP image embedding of an earlier image: its stored artifact (when preferred and present), or the image encoder's. */
+  private async embeddingOf(source: EngineImage, preferArtifact: boolean): Promise<Float32Array> {
     const artifact = source.artifact;
-    if (artifact && artifact.kind === clipImageEmbeddingKind && artifact.values.length === this.embeddingDim) {
+    if (preferArtifact && artifact && artifact.kind === clipImageEmbeddingKind && artifact.values.length === this.embeddingDim) {
       return normalizeRows(Float32Array.from(artifact.values), this.embeddingDim);
     }
     const { image } = source;
