@@ -5,13 +5,13 @@
  */
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { loadConfig, type Config, type ConfigOptions } from './config/config.js';
-import type { ImageEngine } from './engine/engine.js';
-import { ConfigError, ImagineError, redactSecrets } from './errors.js';
-import { createHttpServer, healthAndMetrics, type HttpServerHandle } from './http/server.js';
-import { serviceHealth, serviceMetrics } from './http/service-probes.js';
-import { createLogger, type Logger } from './logger.js';
-import { createGenerationService, type RunningGenerationService } from './service/generation-service.js';
+import { loadConfig, type Config, type ConfigOptions } from '../src/config/config.js';
+import type { ImageEngine } from '../src/engine/engine.js';
+import { redactSecrets, startupFailureText } from '../src/errors.js';
+import { createHttpServer, healthAndMetrics, type HttpServerHandle } from '../src/http/server.js';
+import { serviceHealth, serviceMetrics } from '../src/http/service-probes.js';
+import { createLogger, type Logger } from '../src/logger.js';
+import { createGenerationService, type RunningGenerationService } from '../src/service/generation-service.js';
 
 /** Something started that must be stopped on shutdown. */
 interface Stoppable {
@@ -45,7 +45,7 @@ export interface RunningApp {
 }
 
 async function defaultEngine(config: Config): Promise<ImageEngine> {
-  const { createEngine } = await import('./engine/factory.js');
+  const { createEngine } = await import('../src/engine/factory.js');
   return createEngine(config);
 }
 
@@ -77,7 +77,7 @@ export async function start(options: StartOptions = {}): Promise<RunningApp> {
     logger.info({ model: config.model, slots: config.gpuSlots }, 'loading the model');
     if (config.queue === 'redis') {
       // Bots load no model: GPU workers (`npm run worker`) run the jobs and publish the engine's capabilities.
-      const { createRedisGenerationService } = await import('./service/redis/redis-service.js');
+      const { createRedisGenerationService } = await import('../src/service/redis/redis-service.js');
       const shared = await createRedisGenerationService({ config, logger });
       service = shared;
       engine = shared.engine;
@@ -94,7 +94,7 @@ export async function start(options: StartOptions = {}): Promise<RunningApp> {
 
     const adapters: string[] = [];
     if (config.discordToken) {
-      const { startDiscord } = await import('../adapters/discord/index.js');
+      const { startDiscord } = await import('./discord/index.js');
       const discord = await startDiscord({ config, service, logger, commandSettings });
       started.push({ name: 'discord', close: async () => {
         await discord.close();
@@ -102,13 +102,13 @@ export async function start(options: StartOptions = {}): Promise<RunningApp> {
       adapters.push('discord');
     }
     if (config.slackBotToken) {
-      const { startSlack } = await import('../adapters/slack/index.js');
+      const { startSlack } = await import('./slack/index.js');
       const slack = await startSlack({ config, service, logger, commandSettings });
       started.push({ name: 'slack', close: () => slack.close() });
       adapters.push('slack');
     }
     // Mounted on the running server in every mode; the page only when asked (or with no platform).
-    const playground = await import('../adapters/playground/index.js');
+    const playground = await import('./playground/index.js');
     const servePage = playground.shouldServePlayground(config);
     const running = await playground.startPlayground({ config, service, logger, servePage, server, capabilities: engine.capabilities, settings: commandSettings });
     started.push({ name: 'playground', close: () => running.close() });
@@ -132,13 +132,6 @@ export async function start(options: StartOptions = {}): Promise<RunningApp> {
   }
 }
 
-/** What a start-up failure prints: the message alone for errors we raised on purpose. */
-export function startupFailureText(error: unknown): string {
-  if (error instanceof ConfigError) return error.message;
-  if (error instanceof ImagineError) return `Imagine could not start: ${error.message}`;
-  const detail = error instanceof Error ? (error.stack ?? error.message) : String(error);
-  return `Imagine could not start: ${redactSecrets(detail)}`;
-}
 
 /** The process entry: starts, wires signals, and sets the exit code. */
 export async function main(): Promise<void> {

@@ -232,3 +232,11 @@ export function redactSecrets(text: string): string {
   }
   return result;
 }
+
+/** What a start-up failure prints: the message alone for errors we raised on purpose. */
+export function startupFailureText(error: unknown): string {
+  if (error instanceof ConfigError) return error.message;
+  if (error instanceof ImagineError) return `Imagine could not start: ${error.message}`;
+  const detail = error instanceof Error ? (error.stack ?? error.message) : String(error);
+  return `Imagine could not start: ${redactSecrets(detail)}`;
+}

@@ -8,14 +8,13 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { loadConfig, settings, type Config, type ConfigOptions } from './config/config.js';
 import type { ImageEngine } from './engine/engine.js';
-import { ConfigError, redactSecrets } from './errors.js';
+import { ConfigError, redactSecrets, startupFailureText } from './errors.js';
 import { createHttpServer, healthAndMetrics, type HttpServerHandle } from './http/server.js';
 import { serviceHealth, serviceMetrics } from './http/service-probes.js';
 import { createLogger, type Logger } from './logger.js';
 import type { JobStore } from './service/job-store.js';
 import type { QueueNames } from './service/redis/keys.js';
 import { startRedisWorker, type RedisWorker, type WorkerTimings } from './service/redis/worker.js';
-import { startupFailureText } from './main.js';
 
 /** Options of {@link startWorker}; everything defaults to the real thing. */
 export interface StartWorkerOptions {

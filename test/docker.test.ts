@@ -186,7 +186,7 @@ describe('Dockerfile', () => {
   test('the check of ignored paths itself works', () => {
     expect(isDockerignored('node_modules', ignorePatterns)).toBe(true);
     expect(isDockerignored('test/docker.test.ts', ignorePatterns)).toBe(true);
-    expect(isDockerignored('src/main.ts', ignorePatterns)).toBe(false);
+    expect(isDockerignored('adapters/main.ts', ignorePatterns)).toBe(false);
     expect(isDockerignored('models/imagine-shapes', ignorePatterns)).toBe(false);
     expect(isDockerignored('.npmrc', ignorePatterns)).toBe(false);
   });

@@ -1,14 +1,14 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { projectRoot, settingsTable } from '../../src/config/config.js';
-import { withCurrentSettings } from '../../src/cli/print-settings.js';
-import { commandDefinitions } from '../../commands/definitions.js';
-import { flagDefinitions } from '../../commands/parse-prompt.js';
+import { projectRoot, settingsTable } from '../src/config/config.js';
+import { withCurrentSettings } from '../src/config/print-settings.js';
+import { commandDefinitions } from '../commands/definitions.js';
+import { flagDefinitions } from '../commands/parse-prompt.js';
 
 const readme = readFileSync(path.join(projectRoot, 'README.md'), 'utf8');
 
 describe('README', () => {
-  test('contains the current configuration table (regenerate with src/cli/print-settings.ts --write README.md)', () => {
+  test('contains the current configuration table (regenerate with src/config/print-settings.ts --write README.md)', () => {
     expect(readme).toContain(settingsTable());
     expect(withCurrentSettings(readme)).toBe(readme);
   });

@@ -7,12 +7,12 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { loadConfig, type Config } from '../config/config.js';
-import type { ImageEngine } from '../engine/engine.js';
-import { deriveSeed } from '../engine/random.js';
-import { ConfigError, ImagineError, ModelError, UserError, isAbortError, redactSecrets } from '../errors.js';
-import { composeGrid } from '../image/grid.js';
-import { encodeImage } from '../image/encode.js';
+import { loadConfig, type Config } from '../../src/config/config.js';
+import type { ImageEngine } from '../../src/engine/engine.js';
+import { deriveSeed } from '../../src/engine/random.js';
+import { ConfigError, ImagineError, ModelError, UserError, isAbortError, redactSecrets } from '../../src/errors.js';
+import { composeGrid } from '../../src/image/grid.js';
+import { encodeImage } from '../../src/image/encode.js';
 import { helpText, parametersText, progressBar, truncationNotice } from '../../commands/messages.js';
 import { parseImaginePrompt, promptContextFor, randomSeed } from '../../commands/parse-prompt.js';
 
@@ -105,7 +105,7 @@ function parseArguments(argv: readonly string[]): CliArguments {
  */
 async function defaultEngineFactory(config: Config): Promise<ImageEngine> {
   // Imported here so that --help, tokenize and argument errors never load onnxruntime.
-  const { createEngine } = await import('../engine/factory.js');
+  const { createEngine } = await import('../../src/engine/factory.js');
   return createEngine(config, { inWorker: false });
 }
 
@@ -118,7 +118,7 @@ export async function runCli(argv: readonly string[], options: CliOptions = {}):
   try {
     if (argv[0] === 'tokenize') {
       const text = argv.slice(1).join(' ');
-      const tokenize = options.tokenize ?? (async (input: string) => (await import('../engine/tokenizer/clip-tokenizer.js')).tokenizeForCli(input));
+      const tokenize = options.tokenize ?? (async (input: string) => (await import('../../src/engine/tokenizer/clip-tokenizer.js')).tokenizeForCli(input));
       stdout.write(`${JSON.stringify(await tokenize(text))}\n`);
       return exitCodes.ok;
     }

@@ -1,7 +1,7 @@
 /**
  * The web playground: a local chat page on the same service, commands and model as the bots.
  *
- * Exports for src/main.ts:
+ * Exports for adapters/main.ts:
  * - {@link startPlayground}`({ config, service, logger, servePage })` → `{ url, server, close() }`.
  *   Starts the web server on `config.host`:`config.port` with GET /healthz and GET /metrics, and
  *   the page when `servePage` is true. Pass `server` (from `createHttpServer` in src/http/) to

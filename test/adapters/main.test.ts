@@ -1,9 +1,10 @@
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
-import { ConfigError, ModelError } from '../src/errors.js';
-import { start, startupFailureText } from '../src/main.js';
-import { silentLogger } from '../src/logger.js';
-import { FakeEngine } from './fakes/fake-engine.js';
+import { ConfigError, ModelError } from '../../src/errors.js';
+import { start } from '../../adapters/main.js';
+import { startupFailureText } from '../../src/errors.js';
+import { silentLogger } from '../../src/logger.js';
+import { FakeEngine } from '../fakes/fake-engine.js';
 
 const quiet = { storeUrl: 'memory://', logLevel: 'silent' as const, port: 0, host: '127.0.0.1' };
 
@@ -52,8 +53,8 @@ describe('start-up', () => {
   });
 
   test('npm start with a bad setting prints one clear line and exits 1', () => {
-    const root = path.resolve(import.meta.dirname, '..');
-    const result = spawnSync(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+    const root = path.resolve(import.meta.dirname, '..', '..');
+    const result = spawnSync(process.execPath, ['--import', 'tsx', 'adapters/main.ts'], {
       cwd: root,
       env: { PATH: process.env.PATH, GPU_SLOTS: 'many', DISCORD_TOKEN: '' },
       encoding: 'utf8',
@@ -69,9 +70,9 @@ describe('the process', () => {
     const { spawn } = await import('node:child_process');
     const { mkdtempSync, rmSync } = await import('node:fs');
     const os = await import('node:os');
-    const root = path.resolve(import.meta.dirname, '..');
+    const root = path.resolve(import.meta.dirname, '..', '..');
     const dataDir = mkdtempSync(path.join(os.tmpdir(), 'imagine-main-'));
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'adapters/main.ts'], {
       cwd: root,
       env: { PATH: process.env.PATH, PORT: '0', DATA_DIR: dataDir, IMAGINE_MODEL: path.join(root, 'test/fixtures/models/unclip'), LOG_LEVEL: 'info', IMAGINE_THREADS: '1' },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -4,9 +4,9 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { projectRoot } from '../../src/config/config.js';
-import { decodeImage } from '../../src/image/encode.js';
-import { defaultGutter } from '../../src/image/grid.js';
+import { projectRoot } from '../../../src/config/config.js';
+import { decodeImage } from '../../../src/image/encode.js';
+import { defaultGutter } from '../../../src/image/grid.js';
 
 const run = promisify(execFile);
 const bin = path.join(projectRoot, 'bin', 'imagine.js');

@@ -1,11 +1,11 @@
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { runCli, exitCodes, type CliOptions, type TextSink } from '../../src/cli/main.js';
-import { decodeImage } from '../../src/image/encode.js';
-import { gridLayout, defaultGutter } from '../../src/image/grid.js';
-import { deriveSeed } from '../../src/engine/random.js';
-import { FakeEngine, colourForSeed, meanColour } from '../fakes/fake-engine.js';
+import { runCli, exitCodes, type CliOptions, type TextSink } from '../../../adapters/cli/main.js';
+import { decodeImage } from '../../../src/image/encode.js';
+import { gridLayout, defaultGutter } from '../../../src/image/grid.js';
+import { deriveSeed } from '../../../src/engine/random.js';
+import { FakeEngine, colourForSeed, meanColour } from '../../fakes/fake-engine.js';
 
 class Collector implements TextSink {
   text = '';

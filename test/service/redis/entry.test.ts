@@ -6,7 +6,7 @@
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { ConfigError, ErrorCode } from '../../../src/errors.js';
-import { start } from '../../../src/main.js';
+import { start } from '../../../adapters/main.js';
 import { defaultQueueNames, RedisKeys } from '../../../src/service/redis/keys.js';
 import { RedisGenerationService } from '../../../src/service/redis/redis-service.js';
 import { startWorker } from '../../../src/worker.js';
