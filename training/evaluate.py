@@ -176,8 +176,8 @@ def shape_features(pts):
     area, farea = m.sum(), filled.sum()
     core = filled[1:-1, 1:-1].astype(np.float32)
     # fill profiles at 7 relative rows / columns (of the hole-filled shape)
-    rows = [b.mean() for b in np.array_split(core, 7, axis=0)]
-    cols = [b.mean() for b in np.array_split(core, 7, axis=1)]
+    rows = [b.mean() if b.size else 0.0 for b in np.array_split(core, 7, axis=0)]
+    cols = [b.mean() if b.size else 0.0 for b in np.array_split(core, 7, axis=1)]
     cy = (ys.mean() - y0 + 0.5) / h - 0.5
     f = rows + cols + [area / (h * w) * 2, (farea - area) / farea * 3, math.log(w / h), cy * 3]
     return np.array(f, np.float32)
