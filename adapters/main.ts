@@ -4,13 +4,12 @@
  * SIGINT/SIGTERM shut down gracefully; a configuration error prints its message and exits 1.
  */
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { loadConfig, type Config, type ConfigOptions } from '../src/config/config.js';
 import type { ImageEngine } from '../src/engine/engine.js';
-import { redactSecrets, startupFailureText } from '../src/errors.js';
 import { createHttpServer, healthAndMetrics, type HttpServerHandle } from '../src/http/server.js';
 import { serviceHealth, serviceMetrics } from '../src/http/service-probes.js';
 import { createLogger, type Logger } from '../src/logger.js';
+import { isEntryPoint, runUntilSignalled } from '../src/process-lifecycle.js';
 import { createGenerationService, type RunningGenerationService } from '../src/service/generation-service.js';
 
 /** Something started that must be stopped on shutdown. */
@@ -135,35 +134,12 @@ export async function start(options: StartOptions = {}): Promise<RunningApp> {
 
 /** The process entry: starts, wires signals, and sets the exit code. */
 export async function main(): Promise<void> {
-  let app: RunningApp;
-  try {
-    app = await start();
-  } catch (error) {
-    process.stderr.write(`${startupFailureText(error)}\n`);
-    process.exitCode = 1;
-    return;
-  }
-  let signals = 0;
-  const onSignal = (signal: NodeJS.Signals): void => {
-    signals += 1;
-    if (signals > 1) {
-      process.stderr.write(`Received ${signal} again; exiting now.\n`);
-      process.exit(1);
-    }
-    process.stderr.write(`Received ${signal}; finishing running jobs (up to ${app.config.shutdownGraceSeconds} s). Press Ctrl+C again to exit now.\n`);
-    void app.stop().then(
-      () => process.exit(0),
-      (error: unknown) => {
-        process.stderr.write(`Shutdown failed: ${redactSecrets(String(error))}\n`);
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  await runUntilSignalled(() => start(), {
+    stopping: (signal, app) => `Received ${signal}; finishing running jobs (up to ${app.config.shutdownGraceSeconds} s). Press Ctrl+C again to exit now.`,
+    exitingNow: (signal) => `Received ${signal} again; exiting now.`,
+  });
 }
 
-const invokedPath = process.argv[1];
-if (invokedPath && import.meta.url === pathToFileURL(path.resolve(invokedPath)).href) {
+if (isEntryPoint(import.meta.url)) {
   void main();
 }

@@ -5,13 +5,13 @@
  * SHUTDOWN_GRACE_SECONDS; any still running then go back to the queue for another worker.
  */
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { loadConfig, settings, type Config, type ConfigOptions } from './config/config.js';
 import type { ImageEngine } from './engine/engine.js';
-import { ConfigError, redactSecrets, startupFailureText } from './errors.js';
+import { ConfigError, startupFailureText } from './errors.js';
 import { createHttpServer, healthAndMetrics, type HttpServerHandle } from './http/server.js';
 import { serviceHealth, serviceMetrics } from './http/service-probes.js';
 import { createLogger, type Logger } from './logger.js';
+import { isEntryPoint, runUntilSignalled } from './process-lifecycle.js';
 import type { JobStore } from './service/job-store.js';
 import type { QueueNames } from './service/redis/keys.js';
 import { startRedisWorker, type RedisWorker, type WorkerTimings } from './service/redis/worker.js';
@@ -89,35 +89,13 @@ export async function startWorker(options: StartWorkerOptions = {}): Promise<Run
 
 /** The process entry: starts, wires signals, and sets the exit code. */
 export async function main(): Promise<void> {
-  let running: RunningWorker;
-  try {
-    running = await startWorker();
-  } catch (error) {
-    process.stderr.write(`${startupFailureText(error).replace('Imagine could not start', 'The Imagine worker could not start')}\n`);
-    process.exitCode = 1;
-    return;
-  }
-  let signals = 0;
-  const onSignal = (signal: NodeJS.Signals): void => {
-    signals += 1;
-    if (signals > 1) {
-      process.stderr.write(`Received ${signal} again; exiting now (running jobs will be retried by other workers).\n`);
-      process.exit(1);
-    }
-    process.stderr.write(`Received ${signal}; finishing running jobs (up to ${running.config.shutdownGraceSeconds} s, then they go back to the queue).\n`);
-    void running.stop().then(
-      () => process.exit(0),
-      (error: unknown) => {
-        process.stderr.write(`Shutdown failed: ${redactSecrets(String(error))}\n`);
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  await runUntilSignalled(() => startWorker(), {
+    startupFailure: (error) => startupFailureText(error).replace('Imagine could not start', 'The Imagine worker could not start'),
+    stopping: (signal, running) => `Received ${signal}; finishing running jobs (up to ${running.config.shutdownGraceSeconds} s, then they go back to the queue).`,
+    exitingNow: (signal) => `Received ${signal} again; exiting now (running jobs will be retried by other workers).`,
+  });
 }
 
-const invokedPath = process.argv[1];
-if (invokedPath && import.meta.url === pathToFileURL(path.resolve(invokedPath)).href) {
+if (isEntryPoint(import.meta.url)) {
   void main();
 }

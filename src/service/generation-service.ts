@@ -4,17 +4,39 @@
  * `GPU_SLOTS` at once and each time a slot frees the scheduler picks the next job, so nothing is
  * pre-ordered FIFO. Every job ends in `listener.completed` or `listener.failed`.
  */
-import { randomBytes, randomInt } from 'node:crypto';
+import { randomInt } from 'node:crypto';
 import PQueue from 'p-queue';
 import type { Config } from '../config/config.js';
-import type { EngineImage, EngineProgress, EngineResult, ImageEngine, VariationStrength } from '../engine/engine.js';
-import { deriveSeed } from '../engine/random.js';
+import type { EngineProgress, EngineResult, ImageEngine, VariationStrength } from '../engine/engine.js';
 import { EngineError, ErrorCode, ImagineError, JobError, LimitError, UserError, isAbortError, serializeError } from '../errors.js';
-import { composeGrid } from '../image/grid.js';
-import { decodeImage, encodeImage, extensionFor, fitToLimit, type EncodedImage } from '../image/encode.js';
 import { silentLogger, type Logger } from '../logger.js';
 import { systemClock, type Clock } from './clock.js';
+import { EventChain } from './event-chain.js';
 import { FairScheduler } from './fair-scheduler.js';
+import {
+  abortError,
+  buildOutput,
+  checkIndex,
+  checkParameters,
+  copyRecord,
+  defaultJobDurationsMs,
+  engineImage,
+  engineParameters,
+  gridSeeds,
+  imageOf,
+  mayControl,
+  newRecord,
+  raceAbort,
+  rateLimitedError,
+  requireFinished,
+  shuttingDownError,
+  tooManyQueuedError,
+  tooManyRunningError,
+  userKeyOf,
+  userLimits,
+  withTimeout,
+  type UserLimits,
+} from './job-requests.js';
 import { createJobStore, type JobStore } from './job-store.js';
 import { ServiceMetrics } from './metrics.js';
 import { TokenBuckets } from './rate-limiter.js';
@@ -30,19 +52,9 @@ import type {
   JobTicket,
   MessageReference,
   Requester,
-  StoredImage,
 } from './types.js';
 
-/** Per-user limits. */
-export interface UserLimits {
-  ratePerMinute: number;
-  burst: number;
-  maxRunning: number;
-  maxQueued: number;
-}
-
-/** A job's expected run time before any has been measured, by kind, in milliseconds. */
-export const defaultJobDurationsMs: Record<JobKind, number> = { imagine: 20_000, reroll: 20_000, variation: 20_000, upscale: 15_000 };
+export { defaultJobDurationsMs, formatWait, type UserLimits } from './job-requests.js';
 
 /** How much a new measurement moves the moving average of job durations. */
 const durationSmoothing = 0.3;
@@ -99,63 +111,6 @@ interface ActiveJob {
   markDone: () => void;
 }
 
-/**
- * Runs one job's listener calls in order. A queued or progress update that has not gone out yet
- * is replaced by a newer one of its kind, so a slow platform edit never builds a backlog of
- * stale positions.
- */
-class EventChain {
-  private readonly pending: Array<{ kind: string | undefined; run: () => unknown }> = [];
-  private draining: Promise<void> | undefined;
-  private readonly onError: (error: unknown, what: string) => void;
-
-  constructor(onError: (error: unknown, what: string) => void) {
-    this.onError = onError;
-  }
-
-  push(run: () => unknown, replaceable?: 'queued' | 'progress'): void {
-    const last = this.pending[this.pending.length - 1];
-    if (replaceable && last?.kind === replaceable) last.run = run;
-    else this.pending.push({ kind: replaceable, run });
-    this.draining ??= this.drain();
-  }
-
-  idle(): Promise<void> {
-    return this.draining ?? Promise.resolve();
-  }
-
-  private async drain(): Promise<void> {
-    // Let the caller take the ticket (its continuation is a microtask) before listeners run.
-    await new Promise((resolve) => setImmediate(resolve));
-    while (this.pending.length > 0) {
-      const event = this.pending.shift()!;
-      try {
-        await event.run();
-      } catch (error) {
-        this.onError(error, 'listener');
-      }
-    }
-    this.draining = undefined;
-  }
-}
-
-const userKeyOf = (requester: Requester): string => `${requester.platform}:${requester.userId}`;
-
-/** "12 s" or "3 min", for messages that say when to retry. */
-export function formatWait(ms: number): string {
-  const seconds = Math.max(1, Math.ceil(ms / 1000));
-  if (seconds < 90) return `${seconds} s`;
-  return `${Math.ceil(seconds / 60)} min`;
-}
-
-function slug(text: string): string {
-  return text.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 40).replace(/-+$/g, '') || 'image';
-}
-
-function copyRecord(record: JobRecord): JobRecord {
-  return { ...record, requester: { ...record.requester }, parameters: { ...record.parameters }, seeds: [...record.seeds], ...(record.images ? { images: [...record.images] } : {}) };
-}
-
 export class QueueGenerationService implements GenerationService {
   readonly store: JobStore;
   readonly metrics: ServiceMetrics;
@@ -203,12 +158,12 @@ export class QueueGenerationService implements GenerationService {
   }
 
   async imagine(requester: Requester, parameters: ImagineParameters, listener: JobListener, options: DeliveryOptions = {}): Promise<JobTicket> {
-    const checked = this.checkParameters(parameters);
+    const checked = checkParameters(this.engine.capabilities, parameters);
     const size = this.engine.capabilities.sizes[checked.aspectRatio]!;
-    const seeds = [0, 1, 2, 3].map((index) => deriveSeed(checked.seed, index));
-    const record = this.newRecord('imagine', requester, checked, seeds, size.width, size.height);
+    const seeds = gridSeeds(checked.seed);
+    const record = this.newRecord('imagine', requester, checked, seeds, size);
     return this.admit(record, listener, options, (signal, onProgress) =>
-      this.engine.generate({ ...this.engineParameters(checked), width: size.width, height: size.height, seeds, chaos: checked.chaos, signal, onProgress }),
+      this.engine.generate({ ...engineParameters(checked), width: size.width, height: size.height, seeds, chaos: checked.chaos, signal, onProgress }),
     );
   }
 
@@ -216,40 +171,40 @@ export class QueueGenerationService implements GenerationService {
     const parent = await this.finishedParent(jobId);
     const parameters: ImagineParameters = { ...parent.parameters, seed: this.randomSeed() };
     const size = this.engine.capabilities.sizes[parameters.aspectRatio] ?? { width: parent.width, height: parent.height };
-    const seeds = [0, 1, 2, 3].map((index) => deriveSeed(parameters.seed, index));
-    const record = this.newRecord('reroll', requester, parameters, seeds, size.width, size.height);
+    const seeds = gridSeeds(parameters.seed);
+    const record = this.newRecord('reroll', requester, parameters, seeds, size);
     // Index 0: the whole job rather than one of its images.
     record.parent = { jobId: parent.id, index: 0 };
     return this.admit(record, listener, options, (signal, onProgress) =>
-      this.engine.generate({ ...this.engineParameters(parameters), width: size.width, height: size.height, seeds, chaos: parameters.chaos, signal, onProgress }),
+      this.engine.generate({ ...engineParameters(parameters), width: size.width, height: size.height, seeds, chaos: parameters.chaos, signal, onProgress }),
     );
   }
 
   async vary(requester: Requester, jobId: string, index: number, strength: VariationStrength, listener: JobListener, options: DeliveryOptions = {}): Promise<JobTicket> {
     if (strength !== 'subtle' && strength !== 'strong') throw new UserError(ErrorCode.InvalidAction, 'A variation is either subtle or strong.', { field: 'strength' });
-    this.checkIndex(index, 4);
+    checkIndex(index, 4);
     const parent = await this.finishedParent(jobId);
-    const stored = this.imageOf(parent, index);
+    const stored = imageOf(parent, index);
     const parameters: ImagineParameters = { ...parent.parameters, seed: this.randomSeed() };
-    const seeds = [0, 1, 2, 3].map((position) => deriveSeed(parameters.seed, position));
-    const record = this.newRecord('variation', requester, parameters, seeds, stored.width, stored.height);
+    const seeds = gridSeeds(parameters.seed);
+    const record = this.newRecord('variation', requester, parameters, seeds, stored);
     record.parent = { jobId: parent.id, index };
     record.strength = strength;
     return this.admit(record, listener, options, async (signal, onProgress) =>
-      this.engine.vary({ ...this.engineParameters(parameters), source: await this.engineImage(stored), strength, seeds, signal, onProgress }),
+      this.engine.vary({ ...engineParameters(parameters), source: await engineImage(stored), strength, seeds, signal, onProgress }),
     );
   }
 
   async upscale(requester: Requester, jobId: string, index: number, listener: JobListener, options: DeliveryOptions = {}): Promise<JobTicket> {
-    this.checkIndex(index, 4);
+    checkIndex(index, 4);
     const parent = await this.finishedParent(jobId);
     if (parent.kind === 'upscale') throw new UserError(ErrorCode.InvalidAction, 'This image is already upscaled. Use Vary or 🔄 instead.');
-    const stored = this.imageOf(parent, index);
+    const stored = imageOf(parent, index);
     const factor = this.engine.capabilities.upscaleFactor;
-    const record = this.newRecord('upscale', requester, { ...parent.parameters }, [stored.seed], stored.width * factor, stored.height * factor);
+    const record = this.newRecord('upscale', requester, { ...parent.parameters }, [stored.seed], { width: stored.width * factor, height: stored.height * factor });
     record.parent = { jobId: parent.id, index };
     return this.admit(record, listener, options, async (signal, onProgress) => {
-      const request = { prompt: parent.parameters.prompt, source: await this.engineImage(stored), seed: stored.seed, signal, onProgress };
+      const request = { prompt: parent.parameters.prompt, source: await engineImage(stored), seed: stored.seed, signal, onProgress };
       return this.engine.upscale(parent.parameters.negativePrompt === undefined ? request : { ...request, negativePrompt: parent.parameters.negativePrompt });
     });
   }
@@ -258,7 +213,7 @@ export class QueueGenerationService implements GenerationService {
     const job = this.active.get(jobId);
     const record = job?.record ?? (await this.store.get(jobId));
     if (!record) throw new JobError(ErrorCode.JobNotFound, 'That job has expired or never existed, so there is nothing to cancel.', jobId);
-    if (!this.mayControl(requester, record)) throw new JobError(ErrorCode.NotPermitted, 'Only the person who started this job, or an admin, can cancel it.', jobId);
+    if (!mayControl(this.config, requester, record)) throw new JobError(ErrorCode.NotPermitted, 'Only the person who started this job, or an admin, can cancel it.', jobId);
     if (!job || job.state === 'finished') throw new UserError(ErrorCode.InvalidAction, `That job has already ${record.status === 'completed' ? 'finished' : 'ended'}; there is nothing to cancel.`);
     job.abortReason = 'cancelled';
     if (job.state === 'queued') {
@@ -273,7 +228,7 @@ export class QueueGenerationService implements GenerationService {
 
   async info(requester: Requester): Promise<InfoSnapshot> {
     const key = userKeyOf(requester);
-    const limits = this.limits(requester);
+    const limits = userLimits(this.config, requester, this.limitsFor);
     const bucket = this.buckets.peek(key, limits);
     const ordered = this.scheduler.ordered();
     return {
@@ -318,23 +273,13 @@ export class QueueGenerationService implements GenerationService {
 
   // --- admission -------------------------------------------------------------------------
 
-  private limits(requester: Requester): UserLimits {
-    const base: UserLimits = {
-      ratePerMinute: this.config.rateLimitPerMinute,
-      burst: this.config.rateLimitBurst,
-      maxRunning: this.config.maxRunningPerUser,
-      maxQueued: this.config.maxQueuedPerUser,
-    };
-    return { ...base, ...this.limitsFor?.(requester) };
-  }
-
   private admit(record: JobRecord, listener: JobListener, delivery: DeliveryOptions, work: Work): JobTicket {
     if (!this.accepting) {
       this.metrics.requestRejected(ErrorCode.ShuttingDown);
-      throw new ImagineError(ErrorCode.ShuttingDown, 'The bot is restarting and not taking new work right now. Please try again in a minute.', { userFacing: true });
+      throw shuttingDownError();
     }
     const key = userKeyOf(record.requester);
-    const limits = this.limits(record.requester);
+    const limits = userLimits(this.config, record.requester, this.limitsFor);
     const running = this.runningByUser.get(key) ?? 0;
     const waiting = this.scheduler.laneItems(key);
     if (running + waiting.length >= limits.maxRunning + limits.maxQueued) {
@@ -345,7 +290,7 @@ export class QueueGenerationService implements GenerationService {
     const retryAfterMs = this.buckets.take(key, limits);
     if (retryAfterMs > 0) {
       this.metrics.requestRejected(ErrorCode.RateLimited);
-      throw new LimitError(ErrorCode.RateLimited, `You're starting jobs too quickly (the limit is ${limits.ratePerMinute} a minute, ${limits.burst} at once). You can start another job in ${formatWait(retryAfterMs)}.`, retryAfterMs);
+      throw rateLimitedError(limits, retryAfterMs);
     }
 
     let markDone!: () => void;
@@ -360,7 +305,8 @@ export class QueueGenerationService implements GenerationService {
       controller: new AbortController(),
       state: 'queued',
       fraction: 0,
-      events: new EventChain((error, what) => this.logger.warn({ err: error, jobId: record.id }, `a ${what} call failed`)),
+      // Listeners run after the caller has taken the ticket (its continuation is a microtask).
+      events: new EventChain((error) => this.logger.warn({ err: error, jobId: record.id }, 'a listener call failed'), { beforeDrain: () => new Promise((resolve) => setImmediate(resolve)) }),
       persisting: Promise.resolve(),
       done,
       markDone,
@@ -406,102 +352,25 @@ export class QueueGenerationService implements GenerationService {
   private tooManyRunning(key: string, running: number, limits: UserLimits): LimitError {
     const remaining = [...this.active.values()].filter((job) => job.userKey === key && job.state === 'running').map((job) => this.remainingMs(job));
     const retryAfterMs = remaining.length > 0 ? Math.min(...remaining) : this.averageMs.imagine;
-    const jobs = running === 1 ? 'a job' : `${running} jobs`;
-    return new LimitError(ErrorCode.TooManyRunning, `You already have ${jobs} running (the limit is ${limits.maxRunning}). You can start another job in ${formatWait(retryAfterMs)}, when it finishes.`, retryAfterMs);
+    return tooManyRunningError(running, limits.maxRunning, retryAfterMs);
   }
 
   private tooManyQueued(waiting: ActiveJob[], limits: UserLimits): LimitError {
     const head = waiting[0]!;
     const retryAfterMs = Math.max(1000, this.quickEstimate(head).etaMs - this.averageMs[head.record.kind]);
-    return new LimitError(ErrorCode.TooManyQueued, `You already have ${waiting.length} job${waiting.length === 1 ? '' : 's'} waiting (the limit is ${limits.maxQueued}). You can start another job in ${formatWait(retryAfterMs)}, when the first of them starts.`, retryAfterMs);
-  }
-
-  private checkParameters(parameters: ImagineParameters): ImagineParameters {
-    const capabilities = this.engine.capabilities;
-    const prompt = parameters.prompt?.trim() ?? '';
-    if (prompt === '') throw new UserError(ErrorCode.PromptEmpty, 'Describe what to draw, e.g. `/imagine a red circle on a blue background`.', { field: 'prompt' });
-    if (!capabilities.sizes[parameters.aspectRatio]) {
-      throw new UserError(ErrorCode.FlagInvalid, `The aspect ratio ${parameters.aspectRatio} is not available; use one of ${Object.keys(capabilities.sizes).join(', ')}.`, { field: 'ar' });
-    }
-    if (!Number.isInteger(parameters.seed) || parameters.seed < 0 || parameters.seed > 0xffffffff) {
-      throw new UserError(ErrorCode.FlagInvalid, 'The seed must be a whole number from 0 to 4294967295.', { field: 'seed' });
-    }
-    const { minSteps, maxSteps, minGuidance, maxGuidance } = capabilities.limits;
-    if (parameters.steps !== undefined && (!Number.isInteger(parameters.steps) || parameters.steps < minSteps || parameters.steps > maxSteps)) {
-      throw new UserError(ErrorCode.FlagInvalid, `Steps must be a whole number from ${minSteps} to ${maxSteps}.`, { field: 'steps' });
-    }
-    if (parameters.guidance !== undefined && (!Number.isFinite(parameters.guidance) || parameters.guidance < minGuidance || parameters.guidance > maxGuidance)) {
-      throw new UserError(ErrorCode.FlagInvalid, `Guidance must be a number from ${minGuidance} to ${maxGuidance}.`, { field: 'guidance' });
-    }
-    const chaos = parameters.chaos ?? 0;
-    if (!Number.isFinite(chaos) || chaos < 0 || chaos > 100) throw new UserError(ErrorCode.FlagInvalid, 'Chaos must be a number from 0 to 100.', { field: 'chaos' });
-    return { ...parameters, prompt, chaos };
-  }
-
-  private engineParameters(parameters: ImagineParameters): { prompt: string; negativePrompt?: string; steps?: number; guidance?: number } {
-    const result: { prompt: string; negativePrompt?: string; steps?: number; guidance?: number } = { prompt: parameters.prompt };
-    if (parameters.negativePrompt !== undefined) result.negativePrompt = parameters.negativePrompt;
-    if (parameters.steps !== undefined) result.steps = parameters.steps;
-    if (parameters.guidance !== undefined) result.guidance = parameters.guidance;
-    return result;
-  }
-
-  private checkIndex(index: number, count: number): void {
-    if (!Number.isInteger(index) || index < 1 || index > count) {
-      throw new UserError(ErrorCode.InvalidAction, `Pick an image from 1 to ${count}.`, { field: 'index' });
-    }
+    return tooManyQueuedError(waiting.length, limits.maxQueued, retryAfterMs);
   }
 
   private async finishedParent(jobId: string): Promise<JobRecord> {
     const active = this.active.get(jobId);
     const record = active ? active.record : await this.store.get(jobId);
-    if (!record) {
-      throw new JobError(ErrorCode.JobNotFound, `That job has expired (jobs are kept for ${formatDays(this.config.jobRetentionDays)}) or never existed. Run /imagine again to make new images.`, jobId);
-    }
-    if (record.status !== 'completed' || !record.images?.length) {
-      const unfinished = record.status === 'queued' || record.status === 'running';
-      // This service runs every job it admits, so an unfinished record it does not hold was cut
-      // off by a crash of an earlier process and will never finish.
-      const why = unfinished && active
-        ? 'is not finished yet; wait for its images, then press the button again'
-        : unfinished
-          ? 'was interrupted by a restart before it finished, so it has no images to use; run /imagine again'
-          : `${record.status === 'cancelled' ? 'was cancelled' : 'failed'}, so it has no images to use; run /imagine again`;
-      throw new JobError(ErrorCode.JobNotReady, `That job ${why}.`, jobId);
-    }
-    return record;
+    // This service runs every job it admits, so an unfinished record it does not hold was cut
+    // off by a crash of an earlier process and will never finish.
+    return requireFinished(record, jobId, this.config.jobRetentionDays, { interrupted: !active });
   }
 
-  private imageOf(record: JobRecord, index: number): StoredImage {
-    const images = record.images ?? [];
-    this.checkIndex(index, images.length);
-    return images[index - 1]!;
-  }
-
-  private async engineImage(stored: StoredImage): Promise<EngineImage> {
-    const image: EngineImage = { image: await decodeImage(stored.png), seed: stored.seed };
-    if (stored.artifact) image.artifact = stored.artifact;
-    return image;
-  }
-
-  private newRecord(kind: JobKind, requester: Requester, parameters: ImagineParameters, seeds: number[], width: number, height: number): JobRecord {
-    return {
-      id: randomBytes(9).toString('base64url'),
-      kind,
-      status: 'queued',
-      requester: { ...requester },
-      parameters: { ...parameters },
-      seeds,
-      width,
-      height,
-      engine: this.engine.capabilities.name,
-      createdAt: this.clock.now(),
-    };
-  }
-
-  private mayControl(requester: Requester, record: JobRecord): boolean {
-    const key = userKeyOf(requester);
-    return key === userKeyOf(record.requester) || requester.isAdmin === true || this.config.admins.includes(key);
+  private newRecord(kind: JobKind, requester: Requester, parameters: ImagineParameters, seeds: number[], size: { width: number; height: number }): JobRecord {
+    return newRecord(kind, requester, parameters, seeds, size, this.engine.capabilities.name, this.clock.now());
   }
 
   // --- scheduling --------------------------------------------------------------------------
@@ -652,43 +521,12 @@ export class QueueGenerationService implements GenerationService {
   }
 
   /** Encodes the images for the record and the file for the platform. */
-  private async output(job: ActiveJob, result: EngineResult): Promise<JobOutput> {
-    const record = job.record;
-    if (result.images.length === 0) throw new ImagineError(ErrorCode.Engine, 'The engine returned no images.');
-    const images: StoredImage[] = await Promise.all(result.images.map(async (image) => {
-      const stored: StoredImage = { png: new Uint8Array(await encodeImage(image.image, 'png')), width: image.image.width, height: image.image.height, seed: image.seed };
-      if (image.artifact) stored.artifact = image.artifact;
-      return stored;
-    }));
-    const format = this.config.gridFormat;
-    let file: EncodedImage;
-    if (images.length === 4) {
-      file = await composeGrid(result.images.map((image) => image.image), { format });
-    } else {
-      const first = result.images[0]!.image;
-      file = { data: await encodeImage(first, format), width: first.width, height: first.height, contentType: format === 'webp' ? 'image/webp' : 'image/png' };
-    }
-    file = await fitToLimit(file, job.delivery.uploadLimitBytes ?? this.config.uploadLimitBytes);
-    record.images = images;
-    record.width = images[0]!.width;
-    record.height = images[0]!.height;
-    record.promptTruncated = result.promptTruncated;
-    const name = `${slug(record.parameters.prompt)}-${record.kind === 'upscale' ? `u${record.parent?.index ?? 1}-` : ''}${record.id}.${extensionFor(file.contentType)}`;
-    return { job: copyRecord(record), file: { data: new Uint8Array(file.data.buffer, file.data.byteOffset, file.data.byteLength), name, contentType: file.contentType, width: file.width, height: file.height } };
+  private output(job: ActiveJob, result: EngineResult): Promise<JobOutput> {
+    return buildOutput(job.record, result, { format: this.config.gridFormat, uploadLimitBytes: job.delivery.uploadLimitBytes ?? this.config.uploadLimitBytes });
   }
 
   private abortError(job: ActiveJob): JobError {
-    const id = job.record.id;
-    switch (job.abortReason) {
-      case 'timeout':
-        return new JobError(ErrorCode.TimedOut, `The job took longer than ${formatWait(this.config.jobTimeoutSeconds * 1000)} and was stopped. Try again, perhaps with fewer steps.`, id);
-      case 'shutdown':
-        return new JobError(ErrorCode.ShuttingDown, job.state === 'queued'
-          ? 'The bot is restarting, so your job was not started. Please run the command again in a minute.'
-          : 'The bot restarted before your job finished. Please run the command again in a minute.', id);
-      default:
-        return new JobError(ErrorCode.Cancelled, 'The job was cancelled.', id);
-    }
+    return abortError(job.abortReason ?? 'cancelled', job.record.id, { timeoutMs: this.config.jobTimeoutSeconds * 1000, started: job.state !== 'queued' });
   }
 
   private finishFailed(job: ActiveJob, error: unknown): void {
@@ -757,42 +595,6 @@ export class QueueGenerationService implements GenerationService {
     await this.store.close();
     this.logger.info('shut down');
   }
-}
-
-function formatDays(days: number): string {
-  if (days >= 1) return `${Number.isInteger(days) ? days : days.toFixed(1)} day${days === 1 ? '' : 's'}`;
-  return `${Math.max(1, Math.round(days * 24))} hours`;
-}
-
-/** Rejects as soon as the signal aborts, even when the promise never settles. */
-function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(abortError());
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(abortError());
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(error);
-      },
-    );
-  });
-}
-
-function abortError(): Error {
-  const error = new Error('The operation was aborted.');
-  error.name = 'AbortError';
-  return error;
-}
-
-async function withTimeout(promise: Promise<unknown>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([promise, new Promise((resolve) => (timer = setTimeout(resolve, ms)))]);
-  clearTimeout(timer);
 }
 
 /** Builds the service, creating the job store from the configuration when none is given. */

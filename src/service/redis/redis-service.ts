@@ -19,7 +19,27 @@ import type { EngineCapabilities, VariationStrength } from '../../engine/engine.
 import { EngineError, ErrorCode, ImagineError, JobError, StoreError, UserError, serializeError, type SerializedError } from '../../errors.js';
 import { silentLogger, type Logger } from '../../logger.js';
 import { systemClock, type Clock } from '../clock.js';
-import { defaultJobDurationsMs, type UserLimits } from '../generation-service.js';
+import { EventChain } from '../event-chain.js';
+import {
+  abortError,
+  checkIndex,
+  checkParameters,
+  copyRecord,
+  defaultJobDurationsMs,
+  gridSeeds,
+  imageOf,
+  mayControl,
+  newRecord,
+  rateLimitedError,
+  requireFinished,
+  shuttingDownError,
+  tooManyQueuedError,
+  tooManyRunningError,
+  userKeyOf,
+  userLimits,
+  withTimeout,
+  type UserLimits,
+} from '../job-requests.js';
 import { createJobStore, type JobStore } from '../job-store.js';
 import { ServiceMetrics } from '../metrics.js';
 import type {
@@ -38,20 +58,6 @@ import type {
 import { bounded, closeRedis, connectRedis, defaultQueueNames, RedisKeys, waitForRedis, type QueueNames } from './keys.js';
 import { isWorkerEvent, parseFailureReason, protocolVersion, type OutputReference, type QueuedJobData, type WorkerEvent } from './protocol.js';
 import { RemoteEngine } from './remote-engine.js';
-import {
-  abortError,
-  checkIndex,
-  checkParameters,
-  gridSeeds,
-  imageOf,
-  newRecord,
-  rateLimitedError,
-  requireFinished,
-  shuttingDownError,
-  tooManyQueuedError,
-  tooManyRunningError,
-  userKeyOf,
-} from './requests.js';
 import { AdmissionScripts } from './scripts.js';
 
 /** Options of {@link RedisGenerationService}. */
@@ -99,44 +105,8 @@ interface LocalJob {
   markDone: () => void;
 }
 
-/** Runs one job's listener calls in order, merging progress updates that pile up. */
-class EventChain {
-  private readonly pending: Array<{ progress: boolean; run: () => unknown }> = [];
-  private draining: Promise<void> | undefined;
-
-  constructor(private readonly onError: (error: unknown) => void) {}
-
-  push(run: () => unknown, progress = false): void {
-    const last = this.pending[this.pending.length - 1];
-    if (progress && last?.progress) last.run = run;
-    else this.pending.push({ progress, run });
-    this.draining ??= this.drain();
-  }
-
-  idle(): Promise<void> {
-    return this.draining ?? Promise.resolve();
-  }
-
-  private async drain(): Promise<void> {
-    await Promise.resolve();
-    while (this.pending.length > 0) {
-      const event = this.pending.shift()!;
-      try {
-        await event.run();
-      } catch (error) {
-        this.onError(error);
-      }
-    }
-    this.draining = undefined;
-  }
-}
-
 const finishedStatuses = new Set(['completed', 'failed', 'cancelled']);
 const workerSeenWithinMs = 15_000;
-
-function copyRecord(record: JobRecord): JobRecord {
-  return { ...record, requester: { ...record.requester }, parameters: { ...record.parameters }, seeds: [...record.seeds], ...(record.images ? { images: [...record.images] } : {}) };
-}
 
 /** Rounds up to whole milliseconds, ignoring floating-point dust. */
 function wholeMs(ms: number): number {
@@ -274,7 +244,7 @@ export class RedisGenerationService implements GenerationService {
     const local = this.jobs.get(jobId);
     const record = (await this.store.get(jobId)) ?? local?.record;
     if (!record) throw new JobError(ErrorCode.JobNotFound, 'That job has expired or never existed, so there is nothing to cancel.', jobId);
-    if (!this.mayControl(requester, record)) throw new JobError(ErrorCode.NotPermitted, 'Only the person who started this job, or an admin, can cancel it.', jobId);
+    if (!mayControl(this.config, requester, record)) throw new JobError(ErrorCode.NotPermitted, 'Only the person who started this job, or an admin, can cancel it.', jobId);
     const state = await this.queue.getJobState(jobId);
     if (finishedStatuses.has(record.status) || state === 'completed' || state === 'failed' || state === 'unknown' || local?.state === 'finished') {
       throw new UserError(ErrorCode.InvalidAction, `That job has already ${record.status === 'completed' || state === 'completed' ? 'finished' : 'ended'}; there is nothing to cancel.`);
@@ -300,7 +270,7 @@ export class RedisGenerationService implements GenerationService {
 
   async info(requester: Requester): Promise<InfoSnapshot> {
     const key = userKeyOf(requester);
-    const limits = this.limits(requester);
+    const limits = userLimits(this.config, requester, this.options.limitsFor);
     const now = this.clock.now();
     const [tokens, runningIds, queuedIds] = await Promise.all([
       this.scripts.peekTokens(key, now, limits),
@@ -367,20 +337,10 @@ export class RedisGenerationService implements GenerationService {
     }
   }
 
-  private limits(requester: Requester): UserLimits {
-    const base: UserLimits = {
-      ratePerMinute: this.config.rateLimitPerMinute,
-      burst: this.config.rateLimitBurst,
-      maxRunning: this.config.maxRunningPerUser,
-      maxQueued: this.config.maxQueuedPerUser,
-    };
-    return { ...base, ...this.options.limitsFor?.(requester) };
-  }
-
   private async admit(record: JobRecord, listener: JobListener, delivery: DeliveryOptions, press?: string): Promise<JobTicket> {
     this.checkAccepting();
     const userKey = userKeyOf(record.requester);
-    const limits = this.limits(record.requester);
+    const limits = userLimits(this.config, record.requester, this.options.limitsFor);
     const now = this.clock.now();
     const result = await this.scripts
       .admit({ userKey, jobId: record.id, now, limits, ...(press ? { pressSignature: `${press}:${userKey}` } : {}), pressTtlMs: this.options.pressWindowMs ?? 10_000 })
@@ -458,11 +418,6 @@ export class RedisGenerationService implements GenerationService {
 
   private async finishedParent(jobId: string): Promise<JobRecord> {
     return requireFinished(await this.store.get(jobId), jobId, this.config.jobRetentionDays);
-  }
-
-  private mayControl(requester: Requester, record: JobRecord): boolean {
-    const key = userKeyOf(requester);
-    return key === userKeyOf(record.requester) || requester.isAdmin === true || this.config.admins.includes(key);
   }
 
   // --- estimates -----------------------------------------------------------------------------
@@ -612,7 +567,7 @@ export class RedisGenerationService implements GenerationService {
         if (event.fraction < job.fraction) return;
         job.fraction = event.fraction;
         const update = { job: copyRecord(job.record), fraction: event.fraction, stage: event.stage, etaMs: event.etaMs };
-        job.chain.push(() => job.listener.progress?.(update), true);
+        job.chain.push(() => job.listener.progress?.(update), 'progress');
         return;
       }
       case 'retrying':
@@ -768,12 +723,6 @@ export class RedisGenerationService implements GenerationService {
     await bounded(this.store.close());
     this.logger.info('shut down');
   }
-}
-
-async function withTimeout(promise: Promise<unknown>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([promise, new Promise((resolve) => (timer = setTimeout(resolve, ms)))]);
-  clearTimeout(timer);
 }
 
 /** Builds and starts the service, creating the job store from the configuration when none is given. */

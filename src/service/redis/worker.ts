@@ -19,13 +19,13 @@ import type { EngineProgress, EngineResult, ImageEngine } from '../../engine/eng
 import { ErrorCode, ImagineError, ModelError, isAbortError, serializeError, type SerializedError } from '../../errors.js';
 import { silentLogger, type Logger } from '../../logger.js';
 import { systemClock, type Clock } from '../clock.js';
+import { abortError, abortSignalError, buildOutput, defaultJobDurationsMs, raceAbort } from '../job-requests.js';
 import { createJobStore, type JobStore } from '../job-store.js';
-import { defaultJobDurationsMs } from '../generation-service.js';
 import { ServiceMetrics } from '../metrics.js';
 import type { JobKind, JobRecord } from '../types.js';
 import { bounded, closeRedis, connectRedis, defaultQueueNames, RedisKeys, waitForRedis, type QueueNames } from './keys.js';
 import { failureReason, protocolVersion, type OutputReference, type QueuedJobData, type WorkerEvent } from './protocol.js';
-import { abortError, buildOutput, runRecord } from './requests.js';
+import { runRecord } from './requests.js';
 import { AdmissionScripts } from './scripts.js';
 
 /** Timing of stalled-job recovery and retries; the defaults recover a killed worker's job within about 20 s. */
@@ -397,33 +397,8 @@ export class RedisWorker {
   }
 }
 
-function abortSignalError(): Error {
-  const error = new Error('The operation was aborted.');
-  error.name = 'AbortError';
-  return error;
-}
-
 function lostWorkerError(jobId: string, reason: string): ImagineError {
   return new ImagineError(ErrorCode.Engine, `Job ${jobId} failed: ${reason} (its GPU workers stopped while running it).`);
-}
-
-/** Rejects as soon as the signal aborts, even when the promise never settles. */
-function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(abortSignalError());
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(abortSignalError());
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(error);
-      },
-    );
-  });
 }
 
 /** Builds and starts a worker, creating the job store from the configuration when none is given. */
