@@ -168,24 +168,40 @@ export async function run(args: string[] = []): Promise<Record<string, unknown>>
   await worker.close();
   console.log(`worker: grid ${round(viaWorker.wallMs, 1)} ms, of which session.run ${round(viaWorker.ortMs, 1)} ms; peak RSS ${mebibytes(peakRss)} MiB`);
 
-  // 2. In-process, batched (a whole grid per call) and one image per call.
+  // 2. In-process, batched (a whole grid per call) and one image per call, alternating grid by grid
+  //    so that both see the same background load.
   const clock = new RunClock();
   const batched = await loadEngine(model, { settings, clock });
-  const inProcess = await timeGrids(batched, runs, warmup, async () => clock.milliseconds);
-  const square = batched.capabilities.sizes['1:1']!;
-  const reference = await batched.generate({ prompt, width: square.width, height: square.height, seeds });
-  await batched.close();
   const singleClock = new RunClock();
   const single = await loadEngine(model, { settings, clock: singleClock, maxBatch: 1 });
-  const oneByOne = await timeGrids(single, runs, warmup, async () => singleClock.milliseconds);
-  await single.close();
+  const square = batched.capabilities.sizes['1:1']!;
+  const batchedTimes: number[] = [];
+  const singleTimes: number[] = [];
+  const batchedOrt: number[] = [];
+  const singleOrt: number[] = [];
+  const pairs: Array<[ImageEngine, number[], number[], RunClock]> = [[batched, batchedTimes, batchedOrt, clock], [single, singleTimes, singleOrt, singleClock]];
+  for (let run = -warmup; run < runs; run += 1) {
+    for (const [engine, times, ort, runClock] of pairs) {
+      const before = runClock.milliseconds;
+      const started = performance.now();
+      await engine.generate({ prompt, width: square.width, height: square.height, seeds: seeds.map((seed) => seed + run) });
+      if (run >= 0) {
+        times.push(performance.now() - started);
+        ort.push(runClock.milliseconds - before);
+      }
+    }
+  }
+  const inProcess = { wallMs: mean(batchedTimes), ortMs: mean(batchedOrt) };
+  const oneByOne = { wallMs: mean(singleTimes) };
+  const reference = await batched.generate({ prompt, width: square.width, height: square.height, seeds });
+  await Promise.all([batched.close(), single.close()]);
   console.log(`in-process: grid ${round(inProcess.wallMs, 1)} ms (session.run ${round(inProcess.ortMs, 1)} ms); one image per call: ${round(oneByOne.wallMs, 1)} ms`);
 
   // 3. PyTorch eager on the same weights.
   let peer: Record<string, unknown> | null = null;
   let peerReason: string | undefined;
   if (args.includes('--no-peer')) peerReason = 'skipped (--no-peer)';
-  else if (isFixture) peerReason = 'the tiny fixture has no PyTorch twin; the shipped model (models/imagine-shapes) is not there yet';
+  else if (isFixture) peerReason = 'the tiny random-weight fixture has no PyTorch twin (the peer figure needs the shipped model and its training checkpoints)';
   else {
     const noiseDir = mkdtempSync(path.join(os.tmpdir(), 'imagine-peer-'));
     const manifest = JSON.parse(readFileSync(manifestFile, 'utf8')) as { embeddingDim: number; decoder: { size: number }; upsamplers: Array<{ factor: number }> };
