@@ -29,6 +29,9 @@ function workerSource(): { source: string | URL; eval: boolean } {
   return { source: bootstrap, eval: true };
 }
 
+/** How long close() waits for the worker to finish its current step and release its sessions. */
+const closeGraceMs = 60_000;
+
 interface Pending {
   resolve: (result: EngineResult) => void;
   reject: (error: unknown) => void;
@@ -117,7 +120,11 @@ export class WorkerEngine implements ImageEngine {
     this.worker = undefined;
     if (!worker) return;
     await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => void worker.terminate().then(() => resolve()), 5000);
+      // The worker answers between two denoising steps. Terminating it in the middle of a
+      // session.run can abort the whole process (onnxruntime-node throws a native Napi::Error while
+      // its thread is torn down), so it is only a last resort after a generous grace period.
+      const timer = setTimeout(() => void worker.terminate().then(() => resolve()), closeGraceMs);
+      timer.unref();
       worker.once('exit', () => {
         clearTimeout(timer);
         resolve();

@@ -72,12 +72,27 @@ describe('WorkerEngine', () => {
   });
 
   it('rejects the calls of a worker that dies with an EngineError and restarts it for the next call', async () => {
+    type Internal = { worker?: import('node:worker_threads').Worker };
+    const crashed = (engine as unknown as Internal).worker!;
+    // Terminating a thread inside onnxruntime's session.run can abort the process (a native
+    // Napi::Error), so the crash is simulated the way Node reports one (an 'error' event) and the
+    // old thread is stopped only once it is idle again.
+    const idle = new Promise<void>((resolve) => crashed.on('message', (message: { type: string }) => (message.type === 'result' || message.type === 'error') && resolve()));
+    let simulated = false;
     const pending = engine.generate({
-      prompt: 'x', width: 64, height: 64, seeds: [1], steps: 100,
-      onProgress: () => void (engine as unknown as { worker?: { terminate(): Promise<number> } }).worker?.terminate(),
+      prompt: 'x', width: 64, height: 64, seeds: [1], steps: 20,
+      onProgress: () => {
+        if (simulated) return;
+        simulated = true;
+        crashed.emit('error', new Error('simulated native crash'));
+      },
     });
-    await expect(pending).rejects.toMatchObject({ code: ErrorCode.Engine, message: expect.stringContaining('stopped unexpectedly') });
+    await expect(pending).rejects.toMatchObject({ code: ErrorCode.Engine, message: expect.stringContaining('stopped unexpectedly (simulated native crash)') });
+    expect(engine.inFlight).toBe(0);
     expect((await engine.generate({ prompt: 'x', width: 64, height: 64, seeds: [1] })).images).toHaveLength(1);
+    expect((engine as unknown as Internal).worker).not.toBe(crashed);
+    await idle;
+    await crashed.terminate();
   });
 });
 
