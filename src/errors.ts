@@ -180,8 +180,12 @@ export function deserializeError(data: SerializedError): ImagineError {
       return new JobError(data.code, data.message, text('jobId'));
     case 'UserError':
       return new UserError(data.code, data.message, text('field') === undefined ? {} : { field: text('field')! });
-    case 'ModelError':
-      return new ModelError(text('file') ?? '?', text('expected') ?? '?', data.message, { code: data.code });
+    case 'ModelError': {
+      const error = new ModelError(text('file') ?? '?', text('expected') ?? '?', '', { code: data.code });
+      // The serialised message already names the file and what was expected.
+      error.message = data.message;
+      return error;
+    }
     case 'StoreError':
       return new StoreError(data.message);
     case 'EngineError':

@@ -1,4 +1,4 @@
-import { ErrorCode, LimitError, deserializeError, redactSecrets, registerSecret, serializeError, toUserMessage, EngineError } from '../src/errors.js';
+import { ErrorCode, LimitError, ModelError, deserializeError, redactSecrets, registerSecret, serializeError, toUserMessage, EngineError } from '../src/errors.js';
 
 describe('errors', () => {
   test('limit errors survive serialisation with their class and fields', () => {
@@ -7,6 +7,15 @@ describe('errors', () => {
     expect(copy).toBeInstanceOf(LimitError);
     expect((copy as LimitError).retryAfterMs).toBe(4201);
     expect(copy.code).toBe('rate_limited');
+  });
+
+  test('model errors keep their message, file and expectation once, not wrapped twice', () => {
+    const original = new ModelError('/models/x/unet/model.onnx', 'an ONNX model', 'the file does not exist');
+    const copy = deserializeError(serializeError(original));
+    expect(copy).toBeInstanceOf(ModelError);
+    expect(copy.message).toBe(original.message);
+    expect((copy as ModelError).file).toBe('/models/x/unet/model.onnx');
+    expect((copy as ModelError).expected).toBe('an ONNX model');
   });
 
   test('internal errors never reach users verbatim', () => {
