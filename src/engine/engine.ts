@@ -3,6 +3,7 @@
  * pipelines, the worker-thread proxy, and the fakes in test/). The engine knows nothing of users,
  * queues or platforms.
  */
+import { ErrorCode, UserError } from '../errors.js';
 
 /** An 8-bit RGB image, row-major, three bytes a pixel, no padding. */
 export interface RgbImage {
@@ -125,6 +126,26 @@ export interface ImageEngine {
   upscale(request: UpscaleRequest): Promise<EngineResult>;
   /** Frees sessions and threads; later calls reject. */
   close(): Promise<void>;
+}
+
+/** The steps to run: the engine's default, or `steps` when it is within the engine's limits. */
+export function resolveSteps(capabilities: EngineCapabilities, steps: number | undefined): number {
+  if (steps === undefined) return capabilities.defaults.steps;
+  const { minSteps, maxSteps } = capabilities.limits;
+  if (!Number.isInteger(steps) || steps < minSteps || steps > maxSteps) {
+    throw new UserError(ErrorCode.FlagInvalid, `Steps must be a whole number from ${minSteps} to ${maxSteps}.`, { field: 'steps' });
+  }
+  return steps;
+}
+
+/** The guidance scale to use: the engine's default, or `guidance` when it is within the engine's limits. */
+export function resolveGuidance(capabilities: EngineCapabilities, guidance: number | undefined): number {
+  if (guidance === undefined) return capabilities.defaults.guidance;
+  const { minGuidance, maxGuidance } = capabilities.limits;
+  if (!Number.isFinite(guidance) || guidance < minGuidance || guidance > maxGuidance) {
+    throw new UserError(ErrorCode.FlagInvalid, `Guidance must be a number from ${minGuidance} to ${maxGuidance}.`, { field: 'guidance' });
+  }
+  return guidance;
 }
 
 /** The aspect ratios every engine offers. */

@@ -21,6 +21,8 @@ import {
   type EngineSize,
   type GenerateRequest,
   type ImageEngine,
+  resolveGuidance,
+  resolveSteps,
   sizesForArea,
   throwIfAborted,
   type UpscaleRequest,
@@ -152,8 +154,8 @@ export class StableDiffusionEngine implements ImageEngine {
     this.assertOpen();
     throwIfAborted(request.signal);
     const seeds = checkSeeds(request.seeds);
-    const steps = this.checkSteps(request.steps);
-    const guidance = this.checkGuidance(request.guidance);
+    const steps = resolveSteps(this.capabilities, request.steps);
+    const guidance = resolveGuidance(this.capabilities, request.guidance);
     const size = this.sizeFor(request.width, request.height);
     const scheduler = (): ReturnType<typeof makeScheduler> => makeScheduler(this.scheduler.kind, this.scheduler.config, this.scheduler.file, { steps });
     const tracker = new ProgressTracker(this.plan(seeds.length, size, scheduler().timesteps.length, guidance), request.onProgress);
@@ -214,9 +216,9 @@ export class StableDiffusionEngine implements ImageEngine {
     if (!this.vaeEncoder) {
       throw new ImagineError(ErrorCode.Unsupported, `This Stable Diffusion model has no VAE encoder (${path.join(this.folder, 'vae_encoder', 'model.onnx')}), which variations and upscales need.`);
     }
-    const guidance = this.checkGuidance(requestedGuidance);
+    const guidance = resolveGuidance(this.capabilities, requestedGuidance);
     // At least one step must remain after strength cuts the schedule.
-    const steps = Math.max(this.checkSteps(requestedSteps), Math.ceil(1 / strength));
+    const steps = Math.max(resolveSteps(this.capabilities, requestedSteps), Math.ceil(1 / strength));
     const scheduler = (): ReturnType<typeof makeScheduler> => makeScheduler(this.scheduler.kind, this.scheduler.config, this.scheduler.file, { steps, strength });
     const tracker = new ProgressTracker(this.plan(seeds.length, size, scheduler().timesteps.length, guidance, true), call.onProgress);
     const pixels = imageToTensor(source.image);
@@ -364,23 +366,6 @@ export class StableDiffusionEngine implements ImageEngine {
     return best;
   }
 
-  private checkSteps(steps: number | undefined): number {
-    if (steps === undefined) return this.capabilities.defaults.steps;
-    const { minSteps, maxSteps } = this.capabilities.limits;
-    if (!Number.isInteger(steps) || steps < minSteps || steps > maxSteps) {
-      throw new UserError(ErrorCode.FlagInvalid, `Steps must be a whole number from ${minSteps} to ${maxSteps}.`, { field: 'steps' });
-    }
-    return steps;
-  }
-
-  private checkGuidance(guidance: number | undefined): number {
-    if (guidance === undefined) return this.capabilities.defaults.guidance;
-    const { minGuidance, maxGuidance } = this.capabilities.limits;
-    if (!Number.isFinite(guidance) || guidance < minGuidance || guidance > maxGuidance) {
-      throw new UserError(ErrorCode.FlagInvalid, `Guidance must be a number from ${minGuidance} to ${maxGuidance}.`, { field: 'guidance' });
-    }
-    return guidance;
-  }
 
   private plan(images: number, size: EngineSize, steps: number, guidance: number, encode = false): StagePlan[] {
     const latentPixels = (size.width / vaeFactor) * (size.height / vaeFactor);

@@ -22,6 +22,8 @@ import {
   type ImageArtifact,
   type ImageEngine,
   type RgbImage,
+  resolveGuidance,
+  resolveSteps,
   sizesForArea,
   throwIfAborted,
   type UpscaleRequest,
@@ -145,8 +147,8 @@ export class UnclipEngine implements ImageEngine {
     this.assertOpen();
     throwIfAborted(request.signal);
     const seeds = checkSeeds(request.seeds);
-    const steps = this.checkSteps(request.steps);
-    const guidance = this.checkGuidance(request.guidance);
+    const steps = resolveSteps(this.capabilities, request.steps);
+    const guidance = resolveGuidance(this.capabilities, request.guidance);
     const chaos = Math.max(0, Math.min(100, request.chaos ?? 0)) / 100;
     const decoderSize = this.decoderSizeFor(request.width, request.height);
     const tracker = new ProgressTracker(this.plan(seeds.length, decoderSize, steps, guidance, true), request.onProgress);
@@ -168,8 +170,8 @@ export class UnclipEngine implements ImageEngine {
     this.assertOpen();
     throwIfAborted(request.signal);
     const seeds = checkSeeds(request.seeds);
-    const steps = this.checkSteps(request.steps);
-    const guidance = this.checkGuidance(request.guidance);
+    const steps = resolveSteps(this.capabilities, request.steps);
+    const guidance = resolveGuidance(this.capabilities, request.guidance);
     const settings = this.manifest.variation[request.strength];
     if (!settings) throw new UserError(ErrorCode.FlagInvalid, 'Variation strength must be subtle or strong.', { field: 'strength' });
     const decoderSize = this.decoderSizeForAspect(request.source.image.width, request.source.image.height);
@@ -214,7 +216,7 @@ export class UnclipEngine implements ImageEngine {
       request.onProgress?.({ stage: 'resize', step: 1, steps: 1, fraction: 1 });
       return { images: this.toEngineImages(resized, { width: source.width * factor, height: source.height * factor }, [request.seed], embedding), promptTruncated: false };
     }
-    const steps = request.steps === undefined ? entry.steps : this.checkSteps(request.steps);
+    const steps = request.steps === undefined ? entry.steps : resolveSteps(this.capabilities, request.steps);
     const stage = `upsampler-${stageIndex + 1}`;
     const tracker = new ProgressTracker([{ stage, steps, weight: 1 }], request.onProgress);
     const { images, size } = await this.runUpsampler(stageIndex, sourceTensor, sourceSize, [request.seed], steps, tracker, request.signal);
@@ -455,23 +457,6 @@ export class UnclipEngine implements ImageEngine {
     return this.decoderSizeFor(best.width, best.height);
   }
 
-  private checkSteps(steps: number | undefined): number {
-    if (steps === undefined) return this.capabilities.defaults.steps;
-    const { minSteps, maxSteps } = this.capabilities.limits;
-    if (!Number.isInteger(steps) || steps < minSteps || steps > maxSteps) {
-      throw new UserError(ErrorCode.FlagInvalid, `Steps must be a whole number from ${minSteps} to ${maxSteps}.`, { field: 'steps' });
-    }
-    return steps;
-  }
-
-  private checkGuidance(guidance: number | undefined): number {
-    if (guidance === undefined) return this.capabilities.defaults.guidance;
-    const { minGuidance, maxGuidance } = this.capabilities.limits;
-    if (!Number.isFinite(guidance) || guidance < minGuidance || guidance > maxGuidance) {
-      throw new UserError(ErrorCode.FlagInvalid, `Guidance must be a number from ${minGuidance} to ${maxGuidance}.`, { field: 'guidance' });
-    }
-    return guidance;
-  }
 
   /** Every stage's steps and cost per step (proportional to the pixels it computes). */
   private plan(images: number, decoderSize: EngineSize, steps: number, guidance: number, withPrior: boolean): StagePlan[] {
