@@ -8,6 +8,7 @@ import { JobDelivery, type DeliveryTimers } from '../../../adapters/discord/job-
 import { silentLogger } from '../../../src/logger.js';
 import type { JobOutput, JobRecord, MessageReference } from '../../../src/service/types.js';
 import { FakeDiscord } from '../../fakes/fake-discord/fake-discord.js';
+import { jobRecord } from '../../commands/job-record.js';
 
 class ManualTimers implements DeliveryTimers {
   time = 1_000_000;
@@ -38,18 +39,7 @@ class ManualTimers implements DeliveryTimers {
 }
 
 function job(): JobRecord {
-  return {
-    id: 'job123',
-    kind: 'imagine',
-    status: 'completed',
-    requester: { platform: 'discord', userId: 'u1' },
-    parameters: { prompt: 'a test', aspectRatio: '1:1', seed: 1, chaos: 0 },
-    seeds: [1, 2, 3, 4],
-    width: 8,
-    height: 8,
-    engine: 'fake',
-    createdAt: 0,
-  };
+  return jobRecord({ id: 'job123', requester: { platform: 'discord', userId: 'u1' }, parameters: { prompt: 'a test', aspectRatio: '1:1', seed: 1, chaos: 0 }, seeds: [1, 2, 3, 4], width: 8, height: 8 });
 }
 
 function output(): JobOutput {

@@ -2,23 +2,21 @@ import { altTextFor, ariaLabelFor, captionFor, jobView } from '../../../adapters
 import { buttonRowsFor } from '../../../commands/definitions.js';
 import { ErrorCode, JobError } from '../../../src/errors.js';
 import type { JobRecord } from '../../../src/service/types.js';
+import { jobRecord } from '../../commands/job-record.js';
 
 function record(extra: Partial<JobRecord> = {}): JobRecord {
-  return {
+  return jobRecord({
     id: 'job123',
-    kind: 'imagine',
-    status: 'completed',
     requester: { platform: 'playground', userId: 'local' },
     parameters: { prompt: 'a red <b>circle</b>', aspectRatio: '1:1', seed: 9, chaos: 0 },
     seeds: [1, 2, 3, 4],
     width: 32,
     height: 32,
-    engine: 'fake',
     createdAt: 1000,
     finishedAt: 2000,
     images: [1, 2, 3, 4].map((seed) => ({ png: new Uint8Array([1]), width: 32, height: 32, seed })),
     ...extra,
-  };
+  });
 }
 
 describe('jobView', () => {

@@ -10,19 +10,17 @@ import { ErrorCode, JobError, serializeError } from '../../../src/errors.js';
 import { silentLogger } from '../../../src/logger.js';
 import type { JobRecord, MessageReference } from '../../../src/service/types.js';
 import { FakeSlack } from '../../fakes/fake-slack/fake-slack.js';
+import { jobRecord } from '../../commands/job-record.js';
 
-const job: JobRecord = {
+const job: JobRecord = jobRecord({
   id: 'job_abc123',
-  kind: 'imagine',
   status: 'running',
   requester: { platform: 'slack', userId: 'U0ALICE' },
   parameters: { prompt: 'a <b>bold</b> *cat* @here', aspectRatio: '1:1', seed: 5, chaos: 0 },
   seeds: [1, 2, 3, 4],
   width: 32,
   height: 32,
-  engine: 'fake',
-  createdAt: 0,
-};
+});
 
 describe('SlackJobDelivery', () => {
   let fake: FakeSlack;
