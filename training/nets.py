@@ -197,11 +197,39 @@ class SpatialAttn(nn.Module):
         return x + h
 
 
-class UNet(nn.Module):
-    """Fully convolutional UNet. Decoder: cond_dim = E (FiLM + a projected 8x8 layout map concatenated at the
-    input). Upsampler: low_res=True (the bilinearly-upsampled low-res image is concatenated at the input)."""
+class Sketch(nn.Module):
+    """The CLIP layout head as a frozen function of the image embedding: per 8x8 cell, the probabilities of
+    the colour classes and of the shape classes. Inside the decoder graph, so the decoder's only input is
+    still the embedding; it turns the embedding into a coarse picture the UNet only has to refine."""
 
-    def __init__(self, ch=(64, 128, 128), nres=1, cond_dim=0, low_res=False, mid_attn=True, map_ch=16, cells=8):
+    def __init__(self, embed_dim=128, map_classes=(15, 9), cells=8):
+        super().__init__()
+        self.map_classes, self.cells = tuple(map_classes), cells
+        self.map = nn.Sequential(nn.Linear(embed_dim, 512), nn.SiLU(), nn.Linear(512, cells * cells * sum(map_classes)))
+        for p in self.parameters():
+            p.requires_grad_(False)
+
+    def load_from_clip(self, clip):
+        self.map.load_state_dict(clip.map.state_dict())
+
+    @property
+    def channels(self):
+        return sum(self.map_classes)
+
+    def forward(self, emb):
+        z = self.map(emb * math.sqrt(emb.shape[-1])).reshape(-1, self.cells, self.cells, sum(self.map_classes))
+        a = self.map_classes[0]
+        p = torch.cat([z[..., :a].softmax(-1), z[..., a:].softmax(-1)], -1)
+        return p.permute(0, 3, 1, 2)
+
+
+class UNet(nn.Module):
+    """Fully convolutional UNet. Decoder: cond_dim = E (FiLM + a projected 8x8 layout map, and optionally the
+    frozen CLIP layout sketch, concatenated at the input). Upsampler: low_res=True (the bilinearly-upsampled
+    low-res image is concatenated at the input)."""
+
+    def __init__(self, ch=(64, 128, 128), nres=1, cond_dim=0, low_res=False, mid_attn=True, map_ch=16, cells=8,
+                 sketch=None):
         super().__init__()
         temb = ch[0] * 4
         self.ch0 = ch[0]
@@ -212,6 +240,9 @@ class UNet(nn.Module):
             self.c_mlp = nn.Sequential(nn.Linear(cond_dim, temb), nn.SiLU(), nn.Linear(temb, temb))
             self.c_map = nn.Linear(cond_dim, map_ch * cells * cells)
             cin += map_ch
+        self.sketch = sketch
+        if sketch is not None:
+            cin += sketch.channels
         self.conv_in = nn.Conv2d(cin, ch[0], 3, padding=1)
         self.down = nn.ModuleList()
         skips = [ch[0]]
@@ -246,6 +277,9 @@ class UNet(nn.Module):
             temb = temb + self.c_mlp(cond * math.sqrt(self.cond_dim))
             m = self.c_map(cond * math.sqrt(self.cond_dim)).reshape(-1, self.map_ch, self.cells, self.cells)
             xs.append(F.interpolate(m, size=(sample.shape[2], sample.shape[3]), mode="bilinear", align_corners=False))
+            if self.sketch is not None:
+                sk = self.sketch(cond)
+                xs.append(F.interpolate(sk, size=(sample.shape[2], sample.shape[3]), mode="bilinear", align_corners=False))
         h = self.conv_in(torch.cat(xs, 1))
         hs = [h]
         for layer in self.down:

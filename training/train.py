@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from . import world as W
 from .diffusion import Schedule, scheduler_config
-from .nets import CLIP, Prior, UNet, count_params
+from .nets import CLIP, Prior, Sketch, UNet, count_params
 from .tokenizer import get_tokenizer
 
 CONFIGS = {
@@ -38,6 +38,7 @@ CONFIGS = {
         # whichever comes first; the learning-rate schedule follows whichever is further along.
         clip_minutes=0.0, prior_minutes=0.0, dec_minutes=0.0, up1_minutes=0.0, up2_minutes=0.0,
         cliptext_steps=3000, cliptext_batch=256, cliptext_lr=1e-3, cliptext_minutes=0.0,
+        dec_sketch=1, clip_map_weight=1.0, up_cache=6000,
     ),
     "tiny": dict(
         n_data=512, embed_dim=128, text_width=32, text_layers=1, img_ch=(8, 8, 16, 16),
@@ -48,10 +49,10 @@ CONFIGS = {
         up2_steps=2, up2_batch=2, up2_lr=1e-3, up2_ch=(8, 8, 16),
         crop=32, ckpt_seconds=1e9, cliptext_steps=3, cliptext_batch=16, cliptext_lr=1e-3,
         clip_minutes=0.0, prior_minutes=0.0, dec_minutes=0.0, up1_minutes=0.0, up2_minutes=0.0,
-        cliptext_minutes=0.0,
+        cliptext_minutes=0.0, dec_sketch=1, clip_map_weight=1.0, up_cache=16,
     ),
 }
-STAGES = ["data", "clip", "embed", "clip_text", "prior", "decoder", "up1", "up2", "export"]
+STAGES = ["data", "up_data", "clip", "embed", "clip_text", "prior", "decoder", "up1", "up2", "export"]
 SCHED = {"prior": scheduler_config("sample", False), "decoder": scheduler_config("v_prediction", True),
          "up1": scheduler_config("v_prediction", True), "up2": scheduler_config("v_prediction", True)}
 DEC_SIZE, UP1_FACTOR, UP2_FACTOR = 32, 4, 2
@@ -274,7 +275,7 @@ def stage_clip(args, cfg):
         mt = maps_t[idx]
         l_map = F.cross_entropy(mc.reshape(-1, mc.shape[-1]), mt[..., 0].reshape(-1)) + \
             F.cross_entropy(ms.reshape(-1, ms.shape[-1]), mt[..., 1].reshape(-1))
-        loss = l_nce + l_ai + l_at + 0.5 * l_map
+        loss = l_nce + l_ai + l_at + cfg["clip_map_weight"] * l_map
         tr.update(loss)
         if tr.step % 25 == 0 or not tr.running():
             acc = (logits.argmax(1) == lab).float().mean().item()
@@ -425,7 +426,8 @@ def stage_prior(args, cfg):
 # ------------------------------------------------------------------ decoder
 
 def build_decoder(cfg):
-    return UNet(cfg["dec_ch"], 1, cond_dim=cfg["embed_dim"], mid_attn=True)
+    sketch = Sketch(cfg["embed_dim"]) if cfg.get("dec_sketch") else None
+    return UNet(cfg["dec_ch"], 1, cond_dim=cfg["embed_dim"], mid_attn=True, sketch=sketch)
 
 
 def stage_decoder(args, cfg):
@@ -433,6 +435,8 @@ def stage_decoder(args, cfg):
     embs = torch.load(os.path.join(args.out, "data_img_embeds.pt"))
     x32 = torch.load(os.path.join(args.out, "data_imgs32.pt"))
     model = build_decoder(cfg)
+    if model.sketch is not None:  # frozen copy of the CLIP layout head (same weights on every resume)
+        model.sketch.load_from_clip(load_clip(args.out, cfg))
     log(args.out, "decoder", f"params {count_params(model)}")
     tr = Trainer(args, "decoder", model, cfg["dec_lr"], cfg["dec_steps"], warmup=200, minutes=cfg["dec_minutes"])
     sched = Schedule(SCHED["decoder"])
@@ -464,13 +468,36 @@ def build_up(cfg, which):
     return UNet(cfg[which + "_ch"], 1, low_res=True, mid_attn=False)
 
 
-def up_batch(rng, B, hi, factor, crop, aug=True):
-    """hi-res targets rendered from the world, the low-res image = area downsample, bilinear back up."""
-    his = []
-    for _ in range(B):
-        s = W.sample_scene(rng, split="train")
-        his.append(W.render(s, hi, hi=max(256, hi)))
-    x = to_tensor(np.stack(his))
+UP_SIZE = DEC_SIZE * UP1_FACTOR * UP2_FACTOR
+
+
+def stage_up_data(args, cfg):
+    """Pre-render the upsamplers' targets once (rendering dominated their step time): n scenes at 256 px."""
+    rng = random.Random(args.seed * 1000 + 3)
+    n = cfg["up_cache"]
+    imgs = np.zeros((n, UP_SIZE, UP_SIZE, 3), np.uint8)
+    t0 = time.time()
+    for i in range(n):
+        imgs[i] = W.render(W.sample_scene(rng, split="train"), UP_SIZE)
+    np.save(os.path.join(args.out, "up_imgs.npy"), imgs)
+    return {"n": n, "seconds": time.time() - t0}
+
+
+def up_batch(rng, B, hi, factor, crop, aug=True, cache=None):
+    """hi-res targets from the world (the pre-rendered cache, randomly flipped/rotated, or fresh renders),
+    the low-res image = area downsample, bilinear back up."""
+    if cache is not None:
+        idx = sorted(rng.randrange(len(cache)) for _ in range(B))
+        x = to_tensor(cache[idx])
+        if hi != x.shape[2]:
+            x = F.avg_pool2d(x, x.shape[2] // hi)
+        k = rng.randrange(4)
+        x = torch.rot90(x, k, (2, 3))
+        if rng.random() < 0.5:
+            x = x.flip(3)
+    else:
+        his = [W.render(W.sample_scene(rng, split="train"), hi, hi=max(256, hi)) for _ in range(B)]
+        x = to_tensor(np.stack(his))
     lo = F.avg_pool2d(x, factor)
     if aug:
         lo = lo + torch.randn_like(lo) * (torch.rand(B, 1, 1, 1) * 0.03)
@@ -491,9 +518,11 @@ def stage_up(args, cfg, which):
     rng = random.Random(args.seed * 1000 + 41 + tr.step)
     sched = Schedule(SCHED[which])
     B = cfg[which + "_batch"]
+    cache_path = os.path.join(args.out, "up_imgs.npy")
+    cache = np.load(cache_path, mmap_mode="r") if os.path.exists(cache_path) else None
     ema_loss = None
     while tr.running():
-        x0, lo = up_batch(rng, B, hi, factor, cfg["crop"])
+        x0, lo = up_batch(rng, B, hi, factor, cfg["crop"], cache=cache)
         noise = torch.randn_like(x0)
         t = torch.randint(0, 1000, (B,))
         pred = model(sched.add_noise(x0, noise, t), t, None, lo)
@@ -545,6 +574,8 @@ def main():
         log(args.out, stage, "start")
         if stage == "data":
             info = stage_data(args, cfg)
+        elif stage == "up_data":
+            info = stage_up_data(args, cfg)
         elif stage == "clip":
             info = stage_clip(args, cfg)
         elif stage == "clip_text":
