@@ -1,39 +1,18 @@
 /**
  * What the `admin` command controls, as interfaces the service (or anything else) implements:
- * runtime limits ({@link LimitControls}) and a channel allow/deny list ({@link ChannelPolicy}, with
- * a Keyv-backed implementation here). Who is an admin: the adapter's `requester.isAdmin`, or
+ * runtime limits ({@link LimitControls}, a contract of the core in src/service/limits.ts, with
+ * configuration-backed implementations here) and a channel allow/deny list ({@link ChannelPolicy},
+ * with a Keyv-backed implementation here). Who is an admin: the adapter's `requester.isAdmin`, or
  * `ADMIN_USERS` (`platform:userId` entries).
  */
 import Keyv from 'keyv';
 import type { Requester } from '../src/service/types.js';
 import { StoreError } from '../src/errors.js';
 import type { Config } from '../src/config/config.js';
+import { checkLimitChanges, withOverrides, type LimitControls, type LimitValues } from '../src/service/limits.js';
 
-/** The per-user limits an admin may change at runtime. */
-export interface LimitValues {
-  ratePerMinute: number;
-  burst: number;
-  maxRunning: number;
-  maxQueued: number;
-}
-
-/** Ranges of the adjustable limits (the same as the configuration's). */
-export const limitRanges: Record<keyof LimitValues, { min: number; max: number }> = {
-  ratePerMinute: { min: 1, max: 10000 },
-  burst: { min: 1, max: 1000 },
-  maxRunning: { min: 1, max: 100 },
-  maxQueued: { min: 0, max: 1000 },
-};
-
-/**
- * Implemented by the generation service to let admins change limits at runtime. Optional: without
- * it, `admin show-limits` / `set-limit` answer that this deployment does not support it.
- */
-export interface LimitControls {
-  getLimits(): LimitValues | Promise<LimitValues>;
-  /** Applies the changes to new requests at once and returns the limits now in force. */
-  setLimits(changes: Partial<LimitValues>): LimitValues | Promise<LimitValues>;
-}
+// The limits contract is the core's (the generation services implement it); commands re-export it.
+export { limitRanges, type LimitControls, type LimitValues } from '../src/service/limits.js';
 
 /** Channels where the bot answers, changed at runtime by admins. */
 export interface ChannelPolicy {
@@ -94,26 +73,62 @@ export function createChannelPolicy(keyv: Keyv = new Keyv({ namespace: 'channel-
   };
 }
 
+type LimitSettings = Pick<Config, 'rateLimitPerMinute' | 'rateLimitBurst' | 'maxRunningPerUser' | 'maxQueuedPerUser'>;
+
+const readLimits = (config: LimitSettings): LimitValues => ({ ratePerMinute: config.rateLimitPerMinute, burst: config.rateLimitBurst, maxRunning: config.maxRunningPerUser, maxQueued: config.maxQueuedPerUser });
+
+function writeLimits(config: LimitSettings, changes: Partial<LimitValues>): void {
+  if (changes.ratePerMinute !== undefined) config.rateLimitPerMinute = changes.ratePerMinute;
+  if (changes.burst !== undefined) config.rateLimitBurst = changes.burst;
+  if (changes.maxRunning !== undefined) config.maxRunningPerUser = changes.maxRunning;
+  if (changes.maxQueued !== undefined) config.maxQueuedPerUser = changes.maxQueued;
+}
+
 /**
  * {@link LimitControls} that change the configuration object the generation service was built
  * with. QueueGenerationService reads these four settings on every admission, so a change applies
  * to the next request of every user; it is not persisted (a restart goes back to the environment).
+ * For QUEUE=memory with persistence see {@link openStoredLimitControls}; QUEUE=redis uses the
+ * service's own controls, shared by every bot process.
  */
-export function configLimitControls(config: Pick<Config, 'rateLimitPerMinute' | 'rateLimitBurst' | 'maxRunningPerUser' | 'maxQueuedPerUser'>): LimitControls {
-  const read = (): LimitValues => ({ ratePerMinute: config.rateLimitPerMinute, burst: config.rateLimitBurst, maxRunning: config.maxRunningPerUser, maxQueued: config.maxQueuedPerUser });
+export function configLimitControls(config: LimitSettings): LimitControls {
   return {
-    getLimits: read,
+    getLimits: () => readLimits(config),
     setLimits(changes) {
-      for (const [field, value] of Object.entries(changes) as Array<[keyof LimitValues, number | undefined]>) {
-        if (value === undefined) continue;
-        const range = limitRanges[field];
-        if (!Number.isInteger(value) || value < range.min || value > range.max) throw new RangeError(`${field} must be an integer ${range.min}..${range.max}`);
+      writeLimits(config, checkLimitChanges(changes));
+      return readLimits(config);
+    },
+  };
+}
+
+const storedLimitsKey = 'overrides';
+
+/**
+ * {@link configLimitControls} whose changes are also kept in Keyv, so that they survive a restart:
+ * the stored overrides are applied to the configuration object here, before any request. They
+ * beat the environment until changed again with `admin set-limit`.
+ */
+export async function openStoredLimitControls(config: LimitSettings, keyv: Keyv): Promise<LimitControls> {
+  let stored: Partial<LimitValues>;
+  try {
+    stored = (await keyv.get<Partial<LimitValues>>(storedLimitsKey)) ?? {};
+  } catch (error) {
+    throw new StoreError('Could not read the saved limits.', { cause: error });
+  }
+  writeLimits(config, withOverrides(readLimits(config), stored));
+  return {
+    getLimits: () => readLimits(config),
+    async setLimits(changes) {
+      const checked = checkLimitChanges(changes);
+      try {
+        const current = (await keyv.get<Partial<LimitValues>>(storedLimitsKey)) ?? {};
+        await keyv.set(storedLimitsKey, { ...current, ...checked });
+      } catch (error) {
+        throw new StoreError('Could not save the limits.', { cause: error });
       }
-      if (changes.ratePerMinute !== undefined) config.rateLimitPerMinute = changes.ratePerMinute;
-      if (changes.burst !== undefined) config.rateLimitBurst = changes.burst;
-      if (changes.maxRunning !== undefined) config.maxRunningPerUser = changes.maxRunning;
-      if (changes.maxQueued !== undefined) config.maxQueuedPerUser = changes.maxQueued;
-      return read();
+      // Applied only once saved, so that a failed save changes nothing.
+      writeLimits(config, checked);
+      return readLimits(config);
     },
   };
 }

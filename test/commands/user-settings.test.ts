@@ -77,7 +77,7 @@ describe('channel policy', () => {
 });
 
 describe('openCommandSettings', () => {
-  test('opens persistent stores next to the job store and wires limits and engine sizes', async () => {
+  test('opens persistent stores next to the job store and wires limits (kept too) and engine sizes', async () => {
     const { openCommandSettings } = await import('../../commands/command-settings.js');
     const { loadConfig } = await import('../../src/config/config.js');
     const dataDir = await mkdtemp(path.join(tmpdir(), 'imagine-command-settings-'));
@@ -91,13 +91,28 @@ describe('openCommandSettings', () => {
       await first.limitControls!.setLimits({ burst: 7 });
       expect(config.rateLimitBurst).toBe(7);
       await first.close();
-      const second = await openCommandSettings({ config });
+      // A restart: a fresh configuration from the environment, the saved limit change applied to it.
+      const restartedConfig = loadConfig({ dataDir, logLevel: 'silent' }, {}, false);
+      expect(restartedConfig.rateLimitBurst).not.toBe(7);
+      const second = await openCommandSettings({ config: restartedConfig });
       expect(await second.userSettings!.get(ada)).toEqual({ aspectRatio: '2:1' });
       expect(await second.channels!.isAllowed({ platform: 'discord', channelId: 'c9' })).toBe(false);
+      expect(restartedConfig.rateLimitBurst).toBe(7);
+      expect(await second.limitControls!.getLimits()).toMatchObject({ burst: 7 });
       await second.close();
     } finally {
       await rm(dataDir, { recursive: true, force: true });
     }
+  });
+
+  test('limit controls given by the service (QUEUE=redis) are used instead of the configuration', async () => {
+    const { openCommandSettings } = await import('../../commands/command-settings.js');
+    const { loadConfig } = await import('../../src/config/config.js');
+    const config = loadConfig({ logLevel: 'silent' }, {}, false);
+    const limitControls = { getLimits: () => ({ ratePerMinute: 1, burst: 1, maxRunning: 1, maxQueued: 0 }), setLimits: () => ({ ratePerMinute: 1, burst: 1, maxRunning: 1, maxQueued: 0 }) };
+    const settings = await openCommandSettings({ config, inMemory: true, limitControls });
+    expect(settings.limitControls).toBe(limitControls);
+    await settings.close();
   });
 
   test('a bad regular expression in BLOCKED_WORDS stops start-up with a ConfigError', async () => {
