@@ -11,6 +11,8 @@ import { serviceHealth, serviceMetrics } from '../src/http/service-probes.js';
 import { createLogger, type Logger } from '../src/logger.js';
 import { isEntryPoint, runUntilSignalled } from '../src/process-lifecycle.js';
 import { createGenerationService, type RunningGenerationService } from '../src/service/generation-service.js';
+import type { LimitControls } from '../src/service/limits.js';
+import type { CommandSettings } from '../commands/dispatch.js';
 
 /** Something started that must be stopped on shutdown. */
 interface Stoppable {
@@ -39,6 +41,8 @@ export interface RunningApp {
   url: string;
   /** Which adapters run, e.g. ['discord', 'playground']. */
   adapters: string[];
+  /** The command settings every adapter shares (user defaults, channel lists, runtime limits). */
+  commandSettings: CommandSettings;
   /** Graceful shutdown: adapters stop receiving, jobs finish within the grace period, all closes. */
   stop(): Promise<void>;
 }
@@ -56,6 +60,7 @@ export async function start(options: StartOptions = {}): Promise<RunningApp> {
   let service: RunningGenerationService | undefined;
   let engine: ImageEngine | undefined;
   let server: HttpServerHandle | undefined;
+  let limitControls: LimitControls | undefined;
   const stopAll = async (): Promise<void> => {
     // Adapters first (they stop receiving), then the service drains, then the engine and server.
     for (const item of [...started].reverse()) {
@@ -80,6 +85,8 @@ export async function start(options: StartOptions = {}): Promise<RunningApp> {
       const shared = await createRedisGenerationService({ config, logger });
       service = shared;
       engine = shared.engine;
+      // Limit changes live in Redis, so that every bot process enforces them.
+      limitControls = shared;
     } else {
       engine = await (options.createEngine ?? defaultEngine)(config);
       service = await createGenerationService({ config, engine, logger });
@@ -88,7 +95,7 @@ export async function start(options: StartOptions = {}): Promise<RunningApp> {
 
     // One set of command settings (user defaults, channel lists, runtime limits) for every adapter.
     const { openCommandSettings } = await import('../commands/command-settings.js');
-    const commandSettings = await openCommandSettings({ config, capabilities: engine.capabilities, logger });
+    const commandSettings = await openCommandSettings({ config, capabilities: engine.capabilities, logger, ...(limitControls ? { limitControls } : {}) });
     started.push({ name: 'command settings', close: () => commandSettings.close() });
 
     const adapters: string[] = [];
@@ -123,6 +130,7 @@ export async function start(options: StartOptions = {}): Promise<RunningApp> {
       engine: finalEngine,
       url: server.url,
       adapters,
+      commandSettings,
       stop: () => (stopping ??= stopAll()),
     };
   } catch (error) {

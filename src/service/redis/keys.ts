@@ -96,6 +96,13 @@ export class RedisKeys {
   get workers(): string {
     return `${this.base}:workers`;
   }
+  /**
+   * Limits an admin set at runtime for every user of this deployment (hash: ratePerMinute, burst,
+   * maxRunning, maxQueued → whole number). A field that is absent leaves the configured value.
+   */
+  get limits(): string {
+    return `${this.base}:limits`;
+  }
   /** Moving averages of job durations by kind (hash). */
   get stats(): string {
     return `${this.base}:stats`;

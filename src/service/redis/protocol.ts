@@ -17,8 +17,10 @@ export interface QueuedJobData {
   delivery: DeliveryOptions;
   /** `platform:userId`. */
   userKey: string;
-  /** The user's running limit when the job was admitted. */
+  /** The user's running limit when the job was admitted; an admin's later override beats it unless pinned. */
   maxRunning: number;
+  /** True when the bot fixed this user's running limit (`limitsFor`), so that an admin's override does not apply. */
+  maxRunningPinned?: boolean;
   /** The BullMQ priority it was queued with (1 + the user's pending jobs, after the user's own waiting jobs). */
   priority: number;
   /** How long the job may run, in milliseconds. */

@@ -7,6 +7,10 @@
  * GPU workers (`npm run worker`, see worker.ts) run them; their reports come back through
  * QueueEvents to the listener of the bot that admitted the job.
  *
+ * Admins' runtime limit changes (`getLimits`/`setLimits`) are kept in Redis and read by the
+ * admission and claim scripts, so they apply to every bot process and worker at once and outlive
+ * restarts; the configured limits apply where no change was made.
+ *
  * Listeners live in the bot process that admitted the job. A bot that restarts can serve the
  * buttons of every stored job, but jobs admitted by a bot that died are delivered to nobody:
  * their results are still stored (and their buttons work) once a worker finishes them.
@@ -41,6 +45,7 @@ import {
   type UserLimits,
 } from '../job-requests.js';
 import { createJobStore, type JobStore } from '../job-store.js';
+import { checkLimitChanges, limitNames, withOverrides, type LimitControls, type LimitValues } from '../limits.js';
 import { ServiceMetrics } from '../metrics.js';
 import type {
   DeliveryOptions,
@@ -58,7 +63,7 @@ import type {
 import { bounded, closeRedis, connectRedis, defaultQueueNames, RedisKeys, waitForRedis, type QueueNames } from './keys.js';
 import { isWorkerEvent, parseFailureReason, protocolVersion, type OutputReference, type QueuedJobData, type WorkerEvent } from './protocol.js';
 import { RemoteEngine } from './remote-engine.js';
-import { AdmissionScripts } from './scripts.js';
+import { AdmissionScripts, type PinnedLimits } from './scripts.js';
 
 /** Options of {@link RedisGenerationService}. */
 export interface RedisGenerationServiceOptions {
@@ -73,7 +78,7 @@ export interface RedisGenerationServiceOptions {
   capabilities?: EngineCapabilities;
   /** How long start-up waits for a worker to publish capabilities. Default 120 000 ms. */
   capabilitiesTimeoutMs?: number;
-  /** Overrides of the configured limits for some users (admins, benchmarks). */
+  /** Overrides of the configured limits for some users (admins, benchmarks); they beat an admin's runtime changes. */
   limitsFor?: (requester: Requester) => Partial<UserLimits> | undefined;
   /** Seeds of the duration averages until workers have measured some. */
   defaultDurationsMs?: Partial<Record<JobKind, number>>;
@@ -114,7 +119,7 @@ function wholeMs(ms: number): number {
 }
 
 /** The {@link GenerationService} of a bot process when QUEUE=redis; build it with {@link createRedisGenerationService}. */
-export class RedisGenerationService implements GenerationService {
+export class RedisGenerationService implements GenerationService, LimitControls {
   readonly store: JobStore;
   readonly metrics: ServiceMetrics;
   readonly keys: RedisKeys;
@@ -185,6 +190,10 @@ export class RedisGenerationService implements GenerationService {
     for (const event of ['active', 'waiting', 'delayed', 'added'] as const) events.on(event, () => this.scheduleRefresh());
     await events.waitUntilReady();
     await this.refresh();
+    // Saved changes outlive restarts and beat the environment: say so, or a changed setting looks ignored.
+    const [limits, configured] = [await this.getLimits(), this.configuredLimits()];
+    const changed = limitNames.filter((name) => limits[name] !== configured[name]);
+    if (changed.length > 0) this.logger.info({ limits, changed }, 'limits changed by an admin (admin set-limit) apply instead of the configured ones');
     this.refreshTimer = setInterval(() => this.scheduleRefresh(), this.options.refreshIntervalMs ?? 1000);
     this.refreshTimer.unref();
     this.accepting = true;
@@ -270,10 +279,10 @@ export class RedisGenerationService implements GenerationService {
 
   async info(requester: Requester): Promise<InfoSnapshot> {
     const key = userKeyOf(requester);
-    const limits = userLimits(this.config, requester, this.options.limitsFor);
+    const configured = this.limitsOf(requester);
     const now = this.clock.now();
-    const [tokens, runningIds, queuedIds] = await Promise.all([
-      this.scripts.peekTokens(key, now, limits),
+    const [{ tokens, limits }, runningIds, queuedIds] = await Promise.all([
+      this.scripts.peek(key, now, configured.limits, configured.pinned),
       this.connection.zrange(this.keys.running(key), 0, -1),
       this.connection.zrange(this.keys.queued(key), 0, -1),
     ]);
@@ -328,6 +337,51 @@ export class RedisGenerationService implements GenerationService {
     return this.shutdownPromise;
   }
 
+  // --- runtime limits ----------------------------------------------------------------------
+
+  /** The limits every bot of this deployment enforces now: an admin's changes over this bot's configuration. */
+  async getLimits(): Promise<LimitValues> {
+    let stored: Record<string, string>;
+    try {
+      stored = await this.connection.hgetall(this.keys.limits);
+    } catch (error) {
+      throw new StoreError('Could not read the limits from Redis.', { cause: error });
+    }
+    return withOverrides(this.configuredLimits(), stored);
+  }
+
+  /**
+   * Saves the changes in Redis, where every bot's next admission (and every worker's next claim)
+   * reads them; they outlive restarts. Throws a RangeError for a value outside `limitRanges`.
+   */
+  async setLimits(changes: Partial<LimitValues>): Promise<LimitValues> {
+    const checked = checkLimitChanges(changes);
+    if (Object.keys(checked).length === 0) return this.getLimits();
+    let replies: Array<[Error | null, unknown]> | null;
+    try {
+      replies = await this.connection.multi().hset(this.keys.limits, checked).hgetall(this.keys.limits).exec();
+    } catch (error) {
+      throw new StoreError('Could not save the limits in Redis.', { cause: error });
+    }
+    const failure = replies?.find(([error]) => error)?.[0];
+    if (!replies || failure) throw new StoreError('Could not save the limits in Redis.', { cause: failure ?? undefined });
+    this.logger.info({ changes: checked }, 'limits changed for every bot');
+    return withOverrides(this.configuredLimits(), replies[1]?.[1] as Record<string, string> | undefined);
+  }
+
+  /** This bot's configured limits, before an admin's changes. */
+  private configuredLimits(): LimitValues {
+    return { ratePerMinute: this.config.rateLimitPerMinute, burst: this.config.rateLimitBurst, maxRunning: this.config.maxRunningPerUser, maxQueued: this.config.maxQueuedPerUser };
+  }
+
+  /** A user's configured limits, and which of them `limitsFor` fixed (an admin's change does not apply to those). */
+  private limitsOf(requester: Requester): { limits: UserLimits; pinned: PinnedLimits } {
+    const fixed = this.options.limitsFor?.(requester) ?? {};
+    const pinned: PinnedLimits = {};
+    for (const name of limitNames) if (fixed[name] !== undefined) pinned[name] = true;
+    return { limits: userLimits(this.config, requester, this.options.limitsFor), pinned };
+  }
+
   // --- admission -------------------------------------------------------------------------
 
   private checkAccepting(): void {
@@ -340,13 +394,15 @@ export class RedisGenerationService implements GenerationService {
   private async admit(record: JobRecord, listener: JobListener, delivery: DeliveryOptions, press?: string): Promise<JobTicket> {
     this.checkAccepting();
     const userKey = userKeyOf(record.requester);
-    const limits = userLimits(this.config, record.requester, this.options.limitsFor);
+    const configured = this.limitsOf(record.requester);
     const now = this.clock.now();
     const result = await this.scripts
-      .admit({ userKey, jobId: record.id, now, limits, ...(press ? { pressSignature: `${press}:${userKey}` } : {}), pressTtlMs: this.options.pressWindowMs ?? 10_000 })
+      .admit({ userKey, jobId: record.id, now, limits: configured.limits, pinned: configured.pinned, ...(press ? { pressSignature: `${press}:${userKey}` } : {}), pressTtlMs: this.options.pressWindowMs ?? 10_000 })
       .catch((error: unknown) => {
         throw new StoreError(`The job queue (Redis) could not admit the job: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
       });
+    // The limits in force (an admin may have changed them in Redis), for the messages and the workers.
+    const { limits } = result;
     if (result.kind === 'duplicate') {
       this.metrics.requestRejected(ErrorCode.InvalidAction);
       throw new UserError(ErrorCode.InvalidAction, 'You pressed that button a moment ago; that job is already on its way.');
@@ -381,7 +437,7 @@ export class RedisGenerationService implements GenerationService {
       markDone,
     };
     this.jobs.set(record.id, job);
-    const data: QueuedJobData = { version: protocolVersion, record, delivery: { ...delivery }, userKey, maxRunning: limits.maxRunning, priority, timeoutMs: this.config.jobTimeoutSeconds * 1000 };
+    const data: QueuedJobData = { version: protocolVersion, record, delivery: { ...delivery }, userKey, maxRunning: limits.maxRunning, ...(configured.pinned.maxRunning ? { maxRunningPinned: true } : {}), priority, timeoutMs: this.config.jobTimeoutSeconds * 1000 };
     try {
       // The record is written before the job can start, so that no later write of a worker is overtaken.
       await this.store.set(record);

@@ -215,7 +215,7 @@ export class RedisWorker {
       throw new UnrecoverableError(failureReason(serializeError(new ImagineError(ErrorCode.Internal, `Job ${job.id} has data of an unknown format (this worker speaks version ${protocolVersion}); are bots and workers the same release?`))));
     }
     const record: JobRecord = { ...data.record };
-    const claim = await this.scripts.claim({ userKey: data.userKey, jobId: record.id, now: this.clock.now(), maxRunning: data.maxRunning });
+    const claim = await this.scripts.claim({ userKey: data.userKey, jobId: record.id, now: this.clock.now(), maxRunning: data.maxRunning, maxRunningPinned: data.maxRunningPinned === true });
     if (claim.kind === 'park') {
       await job.moveToDelayed(Date.now() + this.timings.parkMs, token);
       throw new DelayedError();

@@ -1,8 +1,9 @@
 /**
  * A bot process for the scale-out tests: a RedisGenerationService in a child process, driven over
  * IPC. Requests: `imagine` (user, prompt, seed, tag), `burst` (the same, `count` times at once),
- * `upscale` (user, jobId, index, tag), `cancel` (user, jobId). Every listener call is sent back as an `event` message
- * with its tag, so the test sees what a platform adapter in this process would see.
+ * `upscale` (user, jobId, index, tag), `cancel` (user, jobId), `set-limits` (changes), `get-limits`,
+ * `info` (user). Every listener call is sent back as an `event` message with its tag, so the test
+ * sees what a platform adapter in this process would see.
  */
 import { loadConfig, type Config } from '../../../src/config/config.js';
 import type { SerializedError } from '../../../src/errors.js';
@@ -34,7 +35,7 @@ const outcome = (promise: Promise<{ job: { id: string }; position: number }>) =>
     (error: { code?: string; message?: string }) => ({ ok: false, code: error.code, message: error.message }),
   );
 
-process.on('message', (message: { requestId: number; command: string; user: string; prompt?: string; seed?: number; tag?: string; count?: number; jobId?: string; index?: number }) => {
+process.on('message', (message: { requestId: number; command: string; user: string; prompt?: string; seed?: number; tag?: string; count?: number; jobId?: string; index?: number; changes?: Record<string, number> }) => {
   const reply = (body: Record<string, unknown>): void => send({ type: 'reply', requestId: message.requestId, ...body });
   const imagine = (tag: string) => outcome(service.imagine(requester(message.user), { prompt: message.prompt ?? 'x', aspectRatio: '1:1', seed: message.seed ?? 1, chaos: 0 }, listenerFor(tag)));
   switch (message.command) {
@@ -49,6 +50,15 @@ process.on('message', (message: { requestId: number; command: string; user: stri
       break;
     case 'upscale':
       void outcome(service.upscale(requester(message.user), message.jobId ?? '', message.index ?? 1, listenerFor(message.tag ?? 'upscale'))).then(reply);
+      break;
+    case 'set-limits':
+      void service.setLimits(message.changes ?? {}).then((limits) => reply({ ok: true, limits }), (error: { name?: string; message?: string }) => reply({ ok: false, name: error.name, message: error.message }));
+      break;
+    case 'get-limits':
+      void service.getLimits().then((limits) => reply({ ok: true, limits }));
+      break;
+    case 'info':
+      void service.info(requester(message.user)).then((info) => reply({ ok: true, limits: info.limits, queued: info.queued.length }));
       break;
     default:
       reply({ ok: false, message: `unknown command ${message.command}` });

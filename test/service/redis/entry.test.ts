@@ -61,6 +61,8 @@ test('npm run worker refuses to start without QUEUE=redis, naming the variable',
       } });
       try {
         expect(app.service).toBeInstanceOf(RedisGenerationService);
+        // Admin limit changes go to Redis through the service, shared by every bot process.
+        expect(app.commandSettings.limitControls).toBe(app.service);
         expect(modelsLoaded).toBe(0);
         expect(app.engine.capabilities.name).toBe('fake engine on a worker');
         await expect(app.engine.generate({ prompt: 'x', width: 8, height: 8, seeds: [1] })).rejects.toMatchObject({ code: ErrorCode.Unsupported });

@@ -154,6 +154,35 @@ const botEvent = (child: ChildHandle, tag: string, event: string): Promise<Recor
     expect(pressed.find((outcome) => !outcome.ok)).toMatchObject({ code: ErrorCode.InvalidAction, message: 'You pressed that button a moment ago; that job is already on its way.' });
   });
 
+  test('an admin limit change made through one bot process is enforced by another at once and outlives their restarts', async () => {
+    const scene = deployment('admin-limits');
+    const environment = { IMAGINE_TEST_CONFIG: JSON.stringify({ maxRunningPerUser: 1, maxQueuedPerUser: 5, rateLimitBurst: 100, rateLimitPerMinute: 1000 }) };
+    const [first, second] = [scene.spawn('bot-process.ts', environment), scene.spawn('bot-process.ts', environment)];
+    await Promise.all([ready(first, 'the first bot'), ready(second, 'the second bot')]);
+    // No worker: every job waits. As configured, the second bot takes three jobs of one user.
+    expect((await second.request({ command: 'burst', user: 'before', count: 3 })).results).toEqual([0, 1, 2].map(() => expect.objectContaining({ ok: true })));
+
+    expect(await first.request({ command: 'set-limits', changes: { maxQueued: 1 } })).toMatchObject({ ok: true, limits: { maxQueued: 1, maxRunning: 1 } });
+    expect(await second.request({ command: 'get-limits' })).toMatchObject({ limits: { maxQueued: 1, maxRunning: 1, burst: 100, ratePerMinute: 1000 } });
+    expect(await second.request({ command: 'info', user: 'after' })).toMatchObject({ limits: { maxQueued: 1 } });
+    // One place to run and one to wait: the second bot refuses the third job with the limit error.
+    expect(await second.request({ command: 'imagine', user: 'after', prompt: 'one' })).toMatchObject({ ok: true });
+    expect(await second.request({ command: 'imagine', user: 'after', prompt: 'two' })).toMatchObject({ ok: true });
+    expect(await second.request({ command: 'imagine', user: 'after', prompt: 'three' })).toMatchObject({ ok: false, code: ErrorCode.TooManyQueued, message: expect.stringContaining('the limit is 1') });
+    expect(await first.request({ command: 'set-limits', changes: { maxQueued: -1 } })).toMatchObject({ ok: false, name: 'RangeError' });
+
+    // Both bots go away; a new one, configured as before, still enforces the change.
+    second.kill('SIGKILL');
+    await Promise.all([first.stop(), second.exited]);
+    const restarted = scene.spawn('bot-process.ts', environment);
+    await ready(restarted, 'the restarted bot');
+    expect(await restarted.request({ command: 'get-limits' })).toMatchObject({ limits: { maxQueued: 1 } });
+    expect(await restarted.request({ command: 'info', user: 'later' })).toMatchObject({ limits: { maxQueued: 1 } });
+    const later = await restarted.request({ command: 'burst', user: 'later', count: 3 });
+    expect((later.results as Array<{ ok: boolean; code?: string }>).filter((outcome) => outcome.ok)).toHaveLength(2);
+    expect((later.results as Array<{ ok: boolean; code?: string }>).find((outcome) => !outcome.ok)).toMatchObject({ code: ErrorCode.TooManyQueued });
+  });
+
   test('an engine failure is retried once with a notice; a lasting one is then reported', async () => {
     const scene = deployment('retry');
     const engine = new FakeEngine({ failCalls: [0] });
