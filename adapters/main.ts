@@ -1,6 +1,8 @@
 /**
  * Start-up: configuration → logger → web server (/healthz answers 503 until ready) → engine →
  * generation service → the configured platform adapters, or the web playground when none is.
+ * Each adapter's orphan delivery is registered with the service, so that in QUEUE=redis this bot
+ * shows the jobs of bot processes that died.
  * SIGINT/SIGTERM shut down gracefully; a configuration error prints its message and exits 1.
  */
 import path from 'node:path';
@@ -105,12 +107,14 @@ export async function start(options: StartOptions = {}): Promise<RunningApp> {
       started.push({ name: 'discord', close: async () => {
         await discord.close();
       } });
+      service.registerOrphanDelivery?.(discord.orphanDelivery);
       adapters.push('discord');
     }
     if (config.slackBotToken) {
       const { startSlack } = await import('./slack/index.js');
       const slack = await startSlack({ config, service, logger, commandSettings });
       started.push({ name: 'slack', close: () => slack.close() });
+      service.registerOrphanDelivery?.(slack.orphanDelivery);
       adapters.push('slack');
     }
     // Mounted on the running server in every mode; the page only when asked (or with no platform).
@@ -118,6 +122,7 @@ export async function start(options: StartOptions = {}): Promise<RunningApp> {
     const servePage = playground.shouldServePlayground(config);
     const running = await playground.startPlayground({ config, service, logger, servePage, server, capabilities: engine.capabilities, settings: commandSettings });
     started.push({ name: 'playground', close: () => running.close() });
+    service.registerOrphanDelivery?.(playground.playgroundOrphanDelivery);
     if (servePage) adapters.push('playground');
     logger.info({ url: server.url, adapters }, adapters.includes('playground') ? `Imagine is ready: open ${server.url}` : 'Imagine is ready');
 

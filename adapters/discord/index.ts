@@ -9,14 +9,14 @@ import { commandSettingsFor, type CommandSettings } from '../../commands/dispatc
 import type { Config } from '../../src/config/config.js';
 import { ConfigError, serializeError } from '../../src/errors.js';
 import type { Logger } from '../../src/logger.js';
-import type { GenerationService } from '../../src/service/types.js';
+import type { GenerationService, OrphanDelivery } from '../../src/service/types.js';
 import { startInteractionsEndpoint } from './http-endpoint.js';
 import { createInteractionHandler, type InteractionHandler } from './interactions.js';
-import type { DeliveryTimers, DeliveryTiming } from './job-delivery.js';
+import { discordOrphanDelivery, type DeliveryTimers, type DeliveryTiming } from './job-delivery.js';
 
 export { registrationBody, actionRows } from './components.js';
 export { createInteractionHandler, requesterOf, flattenOptions, allowListRefusal } from './interactions.js';
-export { JobDelivery } from './job-delivery.js';
+export { JobDelivery, discordOrphanDelivery } from './job-delivery.js';
 export { verifySignature, publicKeyFromHex } from './http-endpoint.js';
 
 export interface StartDiscordOptions {
@@ -42,6 +42,8 @@ export interface DiscordAdapter {
   readonly interactionsUrl?: string;
   /** Resolves when every job started so far has been delivered. */
   idle(): Promise<void>;
+  /** Shows jobs whose bot process is gone (QUEUE=redis), with the bot token; main.ts registers it with the service. */
+  readonly orphanDelivery: OrphanDelivery;
   /** Disconnects; jobs still running are delivered through REST, which stays usable. */
   close(): Promise<void>;
 }
@@ -80,6 +82,7 @@ export async function startDiscord(options: StartDiscordOptions): Promise<Discor
       mode: 'http',
       interactionsUrl: endpoint.url,
       idle: () => handler.idle(),
+      orphanDelivery: discordOrphanDelivery({ rest, service, logger, ...(options.timers ? { timers: options.timers } : {}) }),
       close: () => endpoint.close(),
     };
   }
@@ -117,6 +120,7 @@ export async function startDiscord(options: StartDiscordOptions): Promise<Discor
   return {
     mode: 'gateway',
     idle: () => handler.idle(),
+    orphanDelivery: discordOrphanDelivery({ rest, service, logger, ...(options.timers ? { timers: options.timers } : {}) }),
     async close() {
       await client.destroy();
     },

@@ -6,13 +6,16 @@
  * or stops working, the result goes to the channel as a message sent with the bot token.
  * Failures end as an ephemeral message to whoever asked. Every REST call runs in one queue per
  * job, so edits never overtake each other.
+ *
+ * {@link discordOrphanDelivery} shows jobs whose bot process is gone (QUEUE=redis) through the same
+ * class with no interaction at all: the result, or the failure, goes to the channel with the bot token.
  */
 import { DiscordAPIError, MessageFlags, Routes, type REST, type RESTPostAPIChannelMessageResult } from 'discord.js';
 import { buttonRowsFor } from '../../commands/definitions.js';
 import { escapeText, failedText, progressText, queuedText, resultCaption, retryingText } from '../../commands/messages.js';
 import { ErrorCode, ImagineError, serializeError, type SerializedError } from '../../src/errors.js';
 import type { Logger } from '../../src/logger.js';
-import type { GenerationService, JobListener, JobOutput, JobRecord, MessageReference } from '../../src/service/types.js';
+import type { GenerationService, JobListener, JobOutput, JobRecord, MessageReference, OrphanDelivery } from '../../src/service/types.js';
 import { actionRows } from './components.js';
 
 /** Time sources, injectable so that tests control them. */
@@ -46,7 +49,8 @@ export const defaultDeliveryTiming: DeliveryTiming = { progressIntervalMs: 1500,
 /** Where and for whom a job is shown. */
 export interface DeliveryTarget {
   applicationId: string;
-  interactionToken: string;
+  /** Absent for a job adopted from a bot process that is gone: everything then goes through the bot token. */
+  interactionToken?: string;
   /** When the interaction arrived, by {@link DeliveryTimers.now}. */
   receivedAt: number;
   channelId: string | undefined;
@@ -134,6 +138,14 @@ export class JobDelivery {
     this.#status = { kind: 'original' };
     this.#open();
     this.#render();
+  }
+
+  /**
+   * Starts a delivery that has no interaction (a job adopted from a bot process that is gone):
+   * progress is not shown, the result or failure is posted to the channel with the bot token.
+   */
+  openWithoutInteraction(): void {
+    this.#open();
   }
 
   /** Posts a new followup message with the job's status and keeps editing that one. */
@@ -304,17 +316,23 @@ export class JobDelivery {
   }
 
   #tokenUsable(): boolean {
-    return !this.#tokenDead && this.#timers.now() - this.#target.receivedAt < this.#timing.tokenLifetimeMs;
+    return this.#target.interactionToken !== undefined && !this.#tokenDead && this.#timers.now() - this.#target.receivedAt < this.#timing.tokenLifetimeMs;
   }
 
   #statusPath(): `/${string}` | undefined {
     if (!this.#status) return undefined;
     const messageId = this.#status.kind === 'original' ? '@original' : this.#status.id;
-    return Routes.webhookMessage(this.#target.applicationId, this.#target.interactionToken, messageId);
+    return Routes.webhookMessage(this.#target.applicationId, this.#token(), messageId);
   }
 
   #webhookPath(): `/${string}` {
-    return Routes.webhook(this.#target.applicationId, this.#target.interactionToken);
+    return Routes.webhook(this.#target.applicationId, this.#token());
+  }
+
+  /** Only called while {@link #tokenUsable} holds. */
+  #token(): string {
+    if (this.#target.interactionToken === undefined) throw new ImagineError(ErrorCode.Internal, 'This delivery has no interaction token.');
+    return this.#target.interactionToken;
   }
 
   #requireChannel(): string {
@@ -329,6 +347,39 @@ export class JobDelivery {
     this.#queue = next;
     return next;
   }
+}
+
+/** What {@link discordOrphanDelivery} needs: the bot's REST client and where to record result messages. */
+export interface OrphanDeliveryOptions {
+  rest: REST;
+  service: Pick<GenerationService, 'attachMessage'>;
+  logger: Logger;
+  timers?: DeliveryTimers;
+}
+
+/**
+ * Shows Discord jobs whose bot process is gone (QUEUE=redis): the interaction that asked died with
+ * that process, so the result (or failure) is posted to the requester's channel with the bot
+ * token, mentioning them, and recorded as the job's message. Undefined for a job with no channel.
+ */
+export function discordOrphanDelivery(options: OrphanDeliveryOptions): OrphanDelivery {
+  return {
+    platform: 'discord',
+    listenerFor(job) {
+      const message = job.message?.platform === 'discord' ? job.message : undefined;
+      const channelId = message?.channelId ?? job.requester.channelId;
+      if (!channelId) return undefined;
+      const delivery = new JobDelivery({
+        rest: options.rest,
+        service: options.service,
+        logger: options.logger,
+        ...(options.timers ? { timers: options.timers } : {}),
+        target: { applicationId: '', receivedAt: 0, channelId, userId: job.requester.userId },
+      });
+      delivery.openWithoutInteraction();
+      return delivery.listener;
+    },
+  };
 }
 
 /** "**a red cube** — Upscaling image #1 — <@123>": what a status message is about. */

@@ -16,6 +16,7 @@ import type { Config } from '../../src/config/config.js';
 import type { EngineCapabilities } from '../../src/engine/engine.js';
 import { createHttpServer, healthAndMetrics, type HttpLogger, type HttpServerHandle } from '../../src/http/server.js';
 import { serviceHealth, serviceMetrics, type ObservableService } from '../../src/http/service-probes.js';
+import type { OrphanDelivery } from '../../src/service/types.js';
 import { commandSettingsFor, type CommandSettings } from '../../commands/dispatch.js';
 import { createPlaygroundRoutes, type PlaygroundService } from './routes.js';
 
@@ -48,6 +49,16 @@ export interface RunningPlayground {
   /** Ends event streams, and stops the server when this call started it. */
   close(): Promise<void>;
 }
+
+/**
+ * Jobs of the playground whose bot process is gone (QUEUE=redis) cannot be shown: the page that
+ * asked was listening to that process. Registering this tells the service so, and the page can
+ * still load the job (GET /jobs/<id>) from its stored record.
+ */
+export const playgroundOrphanDelivery: OrphanDelivery = {
+  platform: 'playground',
+  listenerFor: () => undefined,
+};
 
 /** Whether `npm start` should serve the page: PLAYGROUND=on/off, or auto = no platform configured. */
 export function shouldServePlayground(config: Pick<Config, 'playground' | 'discordToken' | 'slackBotToken'>): boolean {

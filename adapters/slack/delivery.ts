@@ -7,13 +7,16 @@
  * uploaded with files.uploadV2 into the channel or thread, followed by a message with the
  * buttons; nothing depends on a short-lived interaction token. Whatever fails is told to the
  * user ephemerally, never dropped.
+ *
+ * The status message is recorded as the job's message (role `status`), so that a bot process that
+ * adopts the job after its own died (QUEUE=redis, {@link slackOrphanDelivery}) goes on editing it.
  */
 import type { types as SlackTypes, webApi } from '@slack/bolt';
 import { buttonRowsFor } from '../../commands/definitions.js';
 import { failedText, progressText, queuedText, resultCaption, retryingText } from '../../commands/messages.js';
 import { ErrorCode, ImagineError, UserError, toUserMessage, type SerializedError } from '../../src/errors.js';
 import type { Logger } from '../../src/logger.js';
-import type { GenerationService, JobListener, JobOutput, JobRecord } from '../../src/service/types.js';
+import type { GenerationService, JobListener, JobOutput, JobRecord, OrphanDelivery } from '../../src/service/types.js';
 import { buttonBlocks, jobHeadline, resultButtonsMessage } from './blocks.js';
 
 type WebClient = webApi.WebClient;
@@ -28,6 +31,8 @@ export interface SlackTarget {
   userId: string;
   /** The request's response_url: a fallback for ephemeral messages when chat.postEphemeral fails. */
   responseUrl?: string;
+  /** A status message already posted for this job (by a bot process that is gone), to edit rather than post anew. */
+  statusTs?: string;
 }
 
 /** What every delivery shares. */
@@ -133,6 +138,7 @@ export class SlackJobDelivery implements JobListener {
     this.target = target;
     this.context = context;
     this.stopJob = stopJob;
+    this.statusTs = target.statusTs;
     this.gate = new Promise<void>((resolve) => {
       this.openGate = resolve;
     });
@@ -249,6 +255,7 @@ export class SlackJobDelivery implements JobListener {
         if (this.finished) return;
         const posted = await client.chat.postMessage({ channel: this.target.channelId, text, ...(this.target.threadTs ? { thread_ts: this.target.threadTs } : {}) });
         this.statusTs = posted.ts;
+        if (posted.ts) await this.recordStatus(job, posted.ts);
       } else {
         await client.chat.update({ channel: this.target.channelId, ts: this.statusTs, text });
       }
@@ -264,4 +271,48 @@ export class SlackJobDelivery implements JobListener {
       }
     }
   }
+
+  /** Records where the status message is, for a bot process that may have to take the job over. */
+  private async recordStatus(job: JobRecord, ts: string): Promise<void> {
+    try {
+      await this.context.service.attachMessage(job.id, {
+        platform: 'slack',
+        role: 'status',
+        channelId: this.target.channelId,
+        messageId: ts,
+        ...(this.target.threadTs ? { threadId: this.target.threadTs } : {}),
+      });
+    } catch (error) {
+      // Only an adopting bot needs it; without it that bot posts a new status message.
+      this.context.logger.debug({ err: error, jobId: job.id }, 'could not record the status message of a job');
+    }
+  }
+}
+
+/**
+ * Shows Slack jobs whose bot process is gone (QUEUE=redis) with the bot token, as
+ * {@link SlackJobDelivery} does: it goes on editing the recorded status message (or posts one in
+ * the requester's channel), uploads the result and tells the requester about failures.
+ * Undefined for a job with no channel.
+ */
+export function slackOrphanDelivery(context: SlackDeliveryContext): OrphanDelivery {
+  return {
+    platform: 'slack',
+    listenerFor(job) {
+      const message = job.message?.platform === 'slack' ? job.message : undefined;
+      const channelId = message?.channelId ?? job.requester.channelId;
+      if (!channelId) return undefined;
+      const delivery = new SlackJobDelivery(
+        {
+          channelId,
+          userId: job.requester.userId,
+          ...(message?.threadId ? { threadTs: message.threadId } : {}),
+          ...(message?.role === 'status' && message.messageId ? { statusTs: message.messageId } : {}),
+        },
+        context,
+      );
+      delivery.open();
+      return delivery;
+    },
+  };
 }

@@ -11,8 +11,8 @@ import type { Config } from '../../src/config/config.js';
 import { settings as configSettings } from '../../src/config/config.js';
 import { ConfigError, redactSecrets, registerSecret, toUserMessage } from '../../src/errors.js';
 import type { Logger } from '../../src/logger.js';
-import type { GenerationService, Requester } from '../../src/service/types.js';
-import { SlackJobDelivery, slackErrorCode, tellUser, type SlackDeliveryContext, type SlackTarget } from './delivery.js';
+import type { GenerationService, OrphanDelivery, Requester } from '../../src/service/types.js';
+import { SlackJobDelivery, slackErrorCode, slackOrphanDelivery, tellUser, type SlackDeliveryContext, type SlackTarget } from './delivery.js';
 
 /** The adapter's defaults, in one place. */
 export const slackDefaults = {
@@ -46,6 +46,8 @@ export interface SlackAdapter {
   readonly mode: 'http' | 'socket';
   /** The port /slack/events listens on (HTTP mode). */
   readonly port: number | undefined;
+  /** Shows jobs whose bot process is gone (QUEUE=redis), with the bot token; main.ts registers it with the service. */
+  readonly orphanDelivery: OrphanDelivery;
   /** Stops receiving (closes the HTTP server or the socket). Jobs already admitted still deliver. */
   close(): Promise<void>;
 }
@@ -217,6 +219,7 @@ export async function startSlack(options: SlackAdapterOptions): Promise<SlackAda
   return {
     mode: config.slackMode,
     port,
+    orphanDelivery: slackOrphanDelivery(deliveryContext),
     async close() {
       if (closed) return;
       closed = true;

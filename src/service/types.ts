@@ -100,6 +100,19 @@ export interface JobListener {
   failed(update: { job: JobRecord; error: SerializedError }): void | Promise<void>;
 }
 
+/**
+ * How a platform shows a job that the process which admitted it no longer holds (QUEUE=redis: that
+ * bot process died or restarted). The listener it returns works from the stored record alone —
+ * the message the record names, else the requester's channel — with the platform's own
+ * credentials, never the request's short-lived interaction.
+ */
+export interface OrphanDelivery {
+  /** The platform whose jobs it shows, as in {@link Requester.platform}. */
+  readonly platform: string;
+  /** A listener that shows this job, or undefined when this process cannot (nowhere to post it). */
+  listenerFor(job: JobRecord): JobListener | undefined;
+}
+
 /** Returned as soon as a job is admitted. */
 export interface JobTicket {
   job: JobRecord;
@@ -138,6 +151,11 @@ export interface GenerationService {
   attachMessage(jobId: string, message: MessageReference): Promise<void>;
   /** Stops taking work, lets running jobs finish within the grace period, persists state. */
   shutdown(graceMs?: number): Promise<void>;
+  /**
+   * Lets this process show jobs of its platform whose admitting process is gone. Only services
+   * whose jobs can outlive that process implement it (QUEUE=redis); adapters register at start-up.
+   */
+  registerOrphanDelivery?(delivery: OrphanDelivery): void;
   /** Counts a command or button press by platform, for /metrics. Never throws. */
   countCommand?(platform: string, command: string): void;
 }

@@ -80,6 +80,22 @@ export class RedisKeys {
   message(jobId: string): string {
     return `${this.base}:message:${jobId}`;
   }
+  /** Jobs whose result or failure has not been shown yet (hash: job id → JSON { bot, platform, at }). */
+  get undelivered(): string {
+    return `${this.base}:undelivered`;
+  }
+  /** Held (SET NX, with a TTL) by the one bot process that is showing a job's result or failure. */
+  delivering(jobId: string): string {
+    return `${this.base}:delivering:${jobId}`;
+  }
+  /** A live bot process's heartbeat (a key with a TTL); its jobs are adopted by others once it lapses. */
+  bot(botId: string): string {
+    return `${this.botPrefix}${botId}`;
+  }
+  /** The prefix of {@link bot}, for the Lua scripts. */
+  get botPrefix(): string {
+    return `${this.base}:bot:`;
+  }
   /** The finished file (grid or upscale) of a job, bytes with a TTL. */
   output(jobId: string): string {
     return `${this.base}:output:${jobId}`;

@@ -11,9 +11,11 @@
  * admission and claim scripts, so they apply to every bot process and worker at once and outlive
  * restarts; the configured limits apply where no change was made.
  *
- * Listeners live in the bot process that admitted the job. A bot that restarts can serve the
- * buttons of every stored job, but jobs admitted by a bot that died are delivered to nobody:
- * their results are still stored (and their buttons work) once a worker finishes them.
+ * Listeners live in the bot process that admitted the job, which owns it (see delivery-claims.ts).
+ * When that process dies or restarts, a live bot process that registered an {@link OrphanDelivery}
+ * for the job's platform adopts the job: at once when it hears the job end, at start-up, and in a
+ * sweep every few refreshes. It shows the job's progress (if still running) and its result or
+ * failure through the platform, and exactly one bot process shows each job's end.
  */
 import { randomInt } from 'node:crypto';
 import { Job, Queue, QueueEvents } from 'bullmq';
@@ -26,10 +28,12 @@ import { systemClock, type Clock } from '../clock.js';
 import { EventChain } from '../event-chain.js';
 import {
   abortError,
+  buildOutput,
   checkIndex,
   checkParameters,
   copyRecord,
   defaultJobDurationsMs,
+  engineImage,
   gridSeeds,
   imageOf,
   mayControl,
@@ -58,10 +62,12 @@ import type {
   JobRecord,
   JobTicket,
   MessageReference,
+  OrphanDelivery,
   Requester,
 } from '../types.js';
+import { DeliveryClaims } from './delivery-claims.js';
 import { bounded, closeRedis, connectRedis, defaultQueueNames, RedisKeys, waitForRedis, type QueueNames } from './keys.js';
-import { isWorkerEvent, parseFailureReason, protocolVersion, type OutputReference, type QueuedJobData, type WorkerEvent } from './protocol.js';
+import { failureReason, isWorkerEvent, parseFailureReason, protocolVersion, type OutputReference, type QueuedJobData, type WorkerEvent } from './protocol.js';
 import { RemoteEngine } from './remote-engine.js';
 import { AdmissionScripts, type PinnedLimits } from './scripts.js';
 
@@ -90,6 +96,10 @@ export interface RedisGenerationServiceOptions {
   refreshIntervalMs?: number;
   /** Tries a job gets for engine failures (stalls are counted separately by the workers). Default 2. */
   attempts?: number;
+  /** How long this bot may miss its heartbeat before other bots adopt its jobs. Default 15 000 ms. */
+  ownerTimeoutMs?: number;
+  /** How long a claim on showing a job's end outlives a bot that died while showing it. Default 120 000 ms. */
+  deliveryLeaseMs?: number;
 }
 
 interface LocalJob {
@@ -133,6 +143,12 @@ export class RedisGenerationService implements GenerationService, LimitControls 
   private readonly connection: Redis;
   private readonly eventsConnection: Redis;
   private readonly scripts: AdmissionScripts;
+  private readonly claims: DeliveryClaims;
+  /** How each platform shows jobs whose bot process is gone, by platform. */
+  private readonly orphanDeliveries = new Map<string, OrphanDelivery>();
+  /** Jobs being adopted right now, so that two triggers do not adopt one job twice. */
+  private readonly adopting = new Set<string>();
+  private sweeping: Promise<number> | undefined;
   /** Created once Redis answers (start), so that a failed start leaves nothing behind. */
   private queue!: Queue<QueuedJobData, OutputReference>;
   private queueEvents: QueueEvents | undefined;
@@ -159,6 +175,11 @@ export class RedisGenerationService implements GenerationService, LimitControls 
     this.connection = connectRedis(this.config.redisUrl, { name: 'imagine-bot', onError });
     this.eventsConnection = connectRedis(this.config.redisUrl, { blocking: true, name: 'imagine-bot-events', onError });
     this.scripts = new AdmissionScripts(this.connection, this.keys);
+    this.claims = new DeliveryClaims(this.connection, this.keys, {
+      ...(options.ownerTimeoutMs !== undefined ? { ownerTimeoutMs: options.ownerTimeoutMs } : {}),
+      ...(options.deliveryLeaseMs !== undefined ? { leaseMs: options.deliveryLeaseMs } : {}),
+      onError: (error) => this.logger.warn({ err: error }, 'could not renew the bot heartbeat'),
+    });
     this.averageMs = { ...defaultJobDurationsMs, ...options.defaultDurationsMs };
     this.currentCapabilities = options.capabilities;
     this.engine = new RemoteEngine(() => this.capabilities);
@@ -196,8 +217,9 @@ export class RedisGenerationService implements GenerationService, LimitControls 
     if (changed.length > 0) this.logger.info({ limits, changed }, 'limits changed by an admin (admin set-limit) apply instead of the configured ones');
     this.refreshTimer = setInterval(() => this.scheduleRefresh(), this.options.refreshIntervalMs ?? 1000);
     this.refreshTimer.unref();
+    await this.claims.start();
     this.accepting = true;
-    this.logger.info({ queue: this.keys.names.queue, engine: this.capabilities.name, workerSlots: this.gauges.slots }, 'redis generation service ready');
+    this.logger.info({ queue: this.keys.names.queue, engine: this.capabilities.name, workerSlots: this.gauges.slots, bot: this.claims.botId }, 'redis generation service ready');
   }
 
   /** True while the service takes work and Redis answers. */
@@ -421,24 +443,12 @@ export class RedisGenerationService implements GenerationService, LimitControls 
 
     // BullMQ: a lower number runs first, equal numbers in arrival order.
     const priority = result.priority;
-    let markDone!: () => void;
-    const done = new Promise<void>((resolve) => (markDone = resolve));
-    const job: LocalJob = {
-      record,
-      listener,
-      userKey,
-      priority,
-      state: 'queued',
-      announcedAttempt: 0,
-      started: false,
-      fraction: 0,
-      chain: new EventChain((error) => this.logger.warn({ err: error, jobId: record.id }, 'a listener call failed')),
-      done,
-      markDone,
-    };
+    const job = this.localJob(record, listener, userKey, priority);
     this.jobs.set(record.id, job);
     const data: QueuedJobData = { version: protocolVersion, record, delivery: { ...delivery }, userKey, maxRunning: limits.maxRunning, ...(configured.pinned.maxRunning ? { maxRunningPinned: true } : {}), priority, timeoutMs: this.config.jobTimeoutSeconds * 1000 };
     try {
+      // Owned by this bot until shown, so that another bot shows it if this one dies meanwhile.
+      await this.claims.track(record.id, record.requester.platform, now);
       // The record is written before the job can start, so that no later write of a worker is overtaken.
       await this.store.set(record);
       await this.queue.add(record.kind, data, {
@@ -451,6 +461,7 @@ export class RedisGenerationService implements GenerationService, LimitControls 
     } catch (error) {
       this.jobs.delete(record.id);
       await this.forgetQueued(userKey, record.id).catch(() => undefined);
+      await this.claims.done(record.id).catch(() => undefined);
       this.logger.error({ err: error, jobId: record.id }, 'could not queue the job');
       throw error instanceof ImagineError ? error : new StoreError(`The job queue (Redis) could not take the job: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
     }
@@ -465,6 +476,25 @@ export class RedisGenerationService implements GenerationService, LimitControls 
     }
     this.scheduleRefresh();
     return { job: copyRecord(record), position, etaMs };
+  }
+
+  /** A job this process shows through `listener`, from now until its end has been shown. */
+  private localJob(record: JobRecord, listener: JobListener, userKey: string, priority: number): LocalJob {
+    let markDone!: () => void;
+    const done = new Promise<void>((resolve) => (markDone = resolve));
+    return {
+      record,
+      listener,
+      userKey,
+      priority,
+      state: 'queued',
+      announcedAttempt: 0,
+      started: false,
+      fraction: 0,
+      chain: new EventChain((error) => this.logger.warn({ err: error, jobId: record.id }, 'a listener call failed')),
+      done,
+      markDone,
+    };
   }
 
   /** Drops a job that will never start from its user's sets. */
@@ -577,7 +607,10 @@ export class RedisGenerationService implements GenerationService, LimitControls 
       const snapshot = copyRecord(job.record);
       job.chain.push(() => job.listener.queued?.({ job: snapshot, position, etaMs }));
     });
-    if (this.ticks % 5 === 0) await this.reconcile();
+    if (this.ticks % 5 === 0) {
+      await this.reconcile();
+      void this.adoptOrphans().catch((error: unknown) => this.logger.debug({ err: error }, 'looking for orphaned jobs failed'));
+    }
   }
 
   /** Settles local jobs whose end was missed (e.g. the event stream was trimmed while Redis was away). */
@@ -651,10 +684,14 @@ export class RedisGenerationService implements GenerationService, LimitControls 
 
   private onCompleted(jobId: string, returnvalue: unknown): void {
     const job = this.jobs.get(jobId);
-    if (!job || job.state === 'finished') return;
+    if (!job) {
+      this.adoptSoon(jobId);
+      return;
+    }
+    if (job.state === 'finished') return;
     job.state = 'finished';
     const reference = (typeof returnvalue === 'string' ? JSON.parse(returnvalue) : returnvalue) as OutputReference | undefined;
-    job.chain.push(async () => {
+    this.deliverEnd(job, async () => {
       let output: JobOutput;
       try {
         output = await this.readOutput(job, reference);
@@ -681,20 +718,35 @@ export class RedisGenerationService implements GenerationService, LimitControls 
     this.retire(job);
   }
 
+  /**
+   * The finished file: from Redis, where the worker left it, or drawn again from the stored images
+   * when it has expired (a job adopted long after it finished).
+   */
   private async readOutput(job: LocalJob, reference: OutputReference | undefined): Promise<JobOutput> {
+    const [data, record] = await Promise.all([reference?.key ? this.connection.getBuffer(reference.key) : null, this.store.get(job.record.id)]);
+    if (data && reference) {
+      const finished = record ?? { ...copyRecord(job.record), status: 'completed' as const };
+      return { job: finished, file: { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), name: reference.name, contentType: reference.contentType, width: reference.width, height: reference.height } };
+    }
+    if (record?.status === 'completed' && record.images && record.images.length > 0) {
+      const images = await Promise.all(record.images.map((image) => engineImage(image)));
+      const output = await buildOutput(copyRecord(record), { images, promptTruncated: record.promptTruncated ?? false }, { format: this.config.gridFormat, uploadLimitBytes: this.config.uploadLimitBytes });
+      return { job: record, file: output.file };
+    }
     if (!reference?.key) throw new ImagineError(ErrorCode.Internal, `Job ${job.record.id} finished without a result.`);
-    const [data, record] = await Promise.all([this.connection.getBuffer(reference.key), this.store.get(job.record.id)]);
-    if (!data) throw new ImagineError(ErrorCode.Upload, `The result of job ${job.record.id} expired before it could be delivered.`);
-    const finished = record ?? { ...copyRecord(job.record), status: 'completed' as const };
-    return { job: finished, file: { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), name: reference.name, contentType: reference.contentType, width: reference.width, height: reference.height } };
+    throw new ImagineError(ErrorCode.Upload, `The result of job ${job.record.id} expired before it could be delivered.`);
   }
 
   private onFailed(jobId: string, failedReason: string): void {
     const job = this.jobs.get(jobId);
-    if (!job || job.state === 'finished') return;
+    if (!job) {
+      this.adoptSoon(jobId);
+      return;
+    }
+    if (job.state === 'finished') return;
     const error = parseFailureReason(failedReason) ?? serializeError(new ImagineError(ErrorCode.Engine, `Job ${jobId} failed: ${failedReason || 'no reason given'} (its GPU workers stopped while running it).`));
     job.state = 'finished';
-    job.chain.push(async () => {
+    this.deliverEnd(job, async () => {
       const stored = await this.store.get(jobId).catch(() => undefined);
       const record = stored && finishedStatuses.has(stored.status) ? stored : { ...copyRecord(job.record), status: error.code === ErrorCode.Cancelled ? ('cancelled' as const) : ('failed' as const), error, finishedAt: this.clock.now() };
       this.metrics.jobFailed(error.code);
@@ -705,9 +757,13 @@ export class RedisGenerationService implements GenerationService, LimitControls 
 
   private onRemoved(jobId: string): void {
     const job = this.jobs.get(jobId);
-    if (!job || job.state === 'finished' || job.removing) return;
+    if (!job) {
+      this.adoptSoon(jobId);
+      return;
+    }
+    if (job.state === 'finished' || job.removing) return;
     job.state = 'finished';
-    job.chain.push(async () => {
+    this.deliverEnd(job, async () => {
       // Another bot process took the job out of the queue: a cancel.
       const stored = await this.store.get(jobId).catch(() => undefined);
       const error = stored?.error ?? serializeError(abortError('cancelled', jobId));
@@ -724,8 +780,134 @@ export class RedisGenerationService implements GenerationService, LimitControls 
     job.state = 'finished';
     this.metrics.jobFailed(error.code);
     const snapshot = copyRecord(record);
-    job.chain.push(() => job.listener.failed({ job: snapshot, error }));
+    this.deliverEnd(job, async () => {
+      await job.listener.failed({ job: snapshot, error });
+    });
     this.retire(job);
+  }
+
+  /**
+   * Shows a job's end once across bot processes: claims it, shows it, and records that it was
+   * shown. A bot that adopted the job while this one seemed gone shows it instead.
+   */
+  private deliverEnd(job: LocalJob, show: () => Promise<void>): void {
+    const jobId = job.record.id;
+    job.chain.push(async () => {
+      const outcome = await this.claims.claim(jobId).catch((error: unknown) => {
+        // Better shown twice than never: without Redis nobody else can claim it either.
+        this.logger.warn({ err: error, jobId }, 'could not claim showing a finished job; showing it anyway');
+        return 'claimed' as const;
+      });
+      if (outcome !== 'claimed') {
+        this.logger.info({ jobId, outcome }, 'another bot process shows the end of this job');
+        return;
+      }
+      try {
+        await show();
+      } finally {
+        await this.claims.done(jobId).catch((error: unknown) => this.logger.warn({ err: error, jobId }, 'could not record that a job was shown'));
+      }
+    });
+  }
+
+  // --- jobs whose bot process is gone -------------------------------------------------------
+
+  /** Lets this process show jobs of `delivery.platform` whose bot process is gone; looks for them at once. */
+  registerOrphanDelivery(delivery: OrphanDelivery): void {
+    this.orphanDeliveries.set(delivery.platform, delivery);
+    if (this.accepting) void this.adoptOrphans().catch((error: unknown) => this.logger.warn({ err: error }, 'looking for orphaned jobs failed'));
+  }
+
+  /**
+   * Adopts the jobs of registered platforms whose owner is gone: finished ones are shown now, the
+   * others from their next event on. Runs at registration and every few refreshes; returns how
+   * many jobs this call adopted.
+   */
+  adoptOrphans(): Promise<number> {
+    this.sweeping ??= this.sweep().finally(() => (this.sweeping = undefined));
+    return this.sweeping;
+  }
+
+  private async sweep(): Promise<number> {
+    if (!this.accepting || this.orphanDeliveries.size === 0) return 0;
+    const ids = await this.claims.orphans([...this.orphanDeliveries.keys()]);
+    let adopted = 0;
+    for (const id of ids) {
+      if (!this.jobs.has(id) && (await this.adoptOrphan(id))) adopted += 1;
+    }
+    return adopted;
+  }
+
+  /** A job this process does not hold has an event: adopt it if its owner is gone. */
+  private adoptSoon(jobId: string): void {
+    if (!this.accepting || this.orphanDeliveries.size === 0) return;
+    void this.adoptOrphan(jobId).catch((error: unknown) => this.logger.warn({ err: error, jobId }, 'adopting an orphaned job failed'));
+  }
+
+  /** Takes over showing one job whose owner is gone; true when this process now holds it. */
+  private async adoptOrphan(jobId: string): Promise<boolean> {
+    if (this.jobs.has(jobId) || this.adopting.has(jobId) || !this.accepting) return false;
+    this.adopting.add(jobId);
+    try {
+      if ((await this.claims.peek(jobId)) !== 'free') return false;
+      const record = await this.store.get(jobId);
+      if (!record) {
+        // Expired, or its admission never finished: there is nothing to show.
+        await this.claims.done(jobId);
+        return false;
+      }
+      const delivery = this.orphanDeliveries.get(record.requester.platform);
+      if (!delivery) return false;
+      const state = await this.queue.getJobState(jobId);
+      const finished = state === 'completed' || state === 'failed' || state === 'unknown';
+      let listener: JobListener | undefined;
+      try {
+        listener = delivery.listenerFor(copyRecord(record));
+      } catch (error) {
+        this.logger.warn({ err: error, jobId }, 'the platform could not show an orphaned job');
+      }
+      if (!listener) {
+        // Nobody can show it (e.g. the page that asked is gone); its record stays for its buttons.
+        if (finished && (await this.claims.claim(jobId)) === 'claimed') await this.claims.done(jobId);
+        return false;
+      }
+      // Finished jobs are claimed when their end is shown (deliverEnd); running ones change owner now.
+      if (!finished && (await this.claims.adopt(jobId)) !== 'adopted') return false;
+      if (this.jobs.has(jobId) || !this.accepting) return false;
+      const [priority] = await this.priorities([jobId]);
+      const job = this.localJob(copyRecord(record), listener, userKeyOf(record.requester), priority ?? 1);
+      if (state === 'active') {
+        job.state = 'running';
+        job.started = true;
+        if (record.startedAt !== undefined) job.startedAt = record.startedAt;
+      }
+      this.jobs.set(jobId, job);
+      this.logger.info({ jobId, platform: record.requester.platform, state }, 'adopted a job whose bot process is gone');
+      // A job that ended while it was being adopted sent its last event to nobody.
+      await this.settleAdopted(job, finished ? state : await this.queue.getJobState(jobId));
+      if (!finished) this.scheduleRefresh();
+      return true;
+    } finally {
+      this.adopting.delete(jobId);
+    }
+  }
+
+  /** Shows the end of an adopted job that has already ended; nothing for one still queued or running. */
+  private async settleAdopted(job: LocalJob, state: string): Promise<void> {
+    const jobId = job.record.id;
+    if (state === 'completed') {
+      const bullJob = await Job.fromId<QueuedJobData, OutputReference>(this.queue, jobId);
+      this.onCompleted(jobId, bullJob?.returnvalue);
+    } else if (state === 'failed') {
+      const bullJob = await Job.fromId(this.queue, jobId);
+      this.onFailed(jobId, bullJob?.failedReason ?? '');
+    } else if (state === 'unknown') {
+      // BullMQ no longer has it (removed by a cancel, or cleaned up): the record tells how it ended.
+      const stored = await this.store.get(jobId);
+      if (stored?.status === 'completed') this.onCompleted(jobId, undefined);
+      else if (stored?.error && finishedStatuses.has(stored.status)) this.onFailed(jobId, failureReason(stored.error));
+      else this.onRemoved(jobId);
+    }
   }
 
   private retire(job: LocalJob): void {
@@ -764,7 +946,8 @@ export class RedisGenerationService implements GenerationService, LimitControls 
     if (expired) {
       for (const job of pending) {
         if (job.state === 'finished') continue;
-        // Nobody would deliver the result once this process is gone: stop the work and say so.
+        // Its user was promised an answer from this process: stop the work and say so, rather than
+        // leave the result to a bot process that may never come.
         await this.connection.set(this.keys.cancelled(job.record.id), '1', 'PX', 24 * 3_600_000).catch(() => undefined);
         await this.connection.publish(this.keys.cancelChannel, job.record.id).catch(() => undefined);
         const error = serializeError(abortError('shutdown', job.record.id, { started: job.state === 'running' }));
@@ -772,6 +955,8 @@ export class RedisGenerationService implements GenerationService, LimitControls 
       }
     }
     await withTimeout(Promise.all(local.map((job) => job.chain.idle())), 10_000);
+    // Whatever this process leaves unshown is adopted by another bot at once, not after the timeout.
+    await bounded(this.claims.stop());
     if (this.queueEvents) await bounded(this.queueEvents.close());
     if (this.queue) await bounded(this.queue.close());
     await closeRedis(this.eventsConnection);

@@ -1,10 +1,11 @@
 /**
  * JobDelivery on its own, with time under the test's control: progress edits are throttled to one
  * per interval with the latest text trailing, phases never go backwards, and an old token sends
- * the result to the channel without trying the webhook.
+ * the result to the channel without trying the webhook. The orphan delivery (a job whose bot
+ * process is gone) works with the bot token alone.
  */
 import { REST, Routes } from 'discord.js';
-import { JobDelivery, type DeliveryTimers } from '../../../adapters/discord/job-delivery.js';
+import { discordOrphanDelivery, JobDelivery, type DeliveryTimers } from '../../../adapters/discord/job-delivery.js';
 import { silentLogger } from '../../../src/logger.js';
 import type { JobOutput, JobRecord, MessageReference } from '../../../src/service/types.js';
 import { FakeDiscord } from '../../fakes/fake-discord/fake-discord.js';
@@ -129,5 +130,39 @@ describe('JobDelivery', () => {
     expect(note.content).toMatch(/went wrong/);
     expect(note.content).not.toMatch(/secret internals/);
     expect(note.components[0]?.components.map((button) => button.label)).toEqual(['🔄']);
+  });
+
+  describe('a job whose bot process is gone (discordOrphanDelivery)', () => {
+    const orphan = (): JobRecord => ({ ...job(), requester: { platform: 'discord', userId: 'u1', channelId: '77', guildId: '1' } });
+    const interactionCalls = (): number => fake.calls.filter((call) => call.route.startsWith('/webhooks') || call.route.startsWith('/interactions')).length;
+
+    test('the result is posted to the requester\'s channel with the bot token, mentioning them, with its buttons', async () => {
+      const listener = discordOrphanDelivery({ rest, service, logger: silentLogger(), timers }).listenerFor(orphan())!;
+      await listener.started?.({ job: orphan(), etaMs: 1000 });
+      await listener.progress?.({ job: orphan(), fraction: 0.5, stage: 'decoder', etaMs: 500 });
+      await listener.completed({ ...output(), job: orphan() });
+      expect(interactionCalls()).toBe(0);
+      const posted = fake.callsTo('/channels/:channel/messages', 'POST');
+      expect(posted.map((call) => [call.path, call.auth])).toEqual([['/channels/77/messages', 'Bot']]);
+      const [message] = fake.liveMessages();
+      expect(message).toMatchObject({ channelId: '77', source: { kind: 'bot' } });
+      expect(message!.content).toContain('<@u1>');
+      expect(message!.attachments.map((attachment) => attachment.filename)).toEqual(['grid.png']);
+      expect(message!.components.flatMap((row) => row.components.map((button) => button.label))).toContain('U1');
+      expect(attached).toEqual([{ jobId: 'job123', message: { platform: 'discord', channelId: '77', messageId: message!.id, via: 'channel' } }]);
+    });
+
+    test('a failure is told in the channel with a 🔄 button; a job with no channel cannot be shown', async () => {
+      const delivery = discordOrphanDelivery({ rest, service, logger: silentLogger(), timers });
+      const failed = { ...orphan(), status: 'failed' as const };
+      await delivery.listenerFor(failed)!.failed({ job: failed, error: { name: 'EngineError', code: 'engine_failed', message: 'secret internals', userFacing: false, fields: {} } });
+      expect(interactionCalls()).toBe(0);
+      const [note] = fake.liveMessages();
+      expect(note).toMatchObject({ channelId: '77', source: { kind: 'bot' } });
+      expect(note!.content).toMatch(/^<@u1> .*went wrong/);
+      expect(note!.content).not.toMatch(/secret internals/);
+      expect(note!.components[0]?.components.map((button) => button.label)).toEqual(['🔄']);
+      expect(delivery.listenerFor(job())).toBeUndefined();
+    });
   });
 });

@@ -1,11 +1,12 @@
 /**
  * One job's messages on Slack, driven directly: the gate that keeps the "queued" reply first,
- * progress edits at most once per interval (on a manual clock), failure notices, and the
- * response_url fallback for ephemeral messages.
+ * progress edits at most once per interval (on a manual clock), failure notices, the
+ * response_url fallback for ephemeral messages, and a job taken over from a bot process that is
+ * gone (slackOrphanDelivery) editing the status message the first one recorded.
  */
 import { webApi } from '@slack/bolt';
 import { decodeButton } from '../../../commands/custom-id.js';
-import { SlackJobDelivery, tellUser, type SlackDeliveryContext } from '../../../adapters/slack/delivery.js';
+import { SlackJobDelivery, slackOrphanDelivery, tellUser, type SlackDeliveryContext } from '../../../adapters/slack/delivery.js';
 import { ErrorCode, JobError, serializeError } from '../../../src/errors.js';
 import { silentLogger } from '../../../src/logger.js';
 import type { JobRecord, MessageReference } from '../../../src/service/types.js';
@@ -102,5 +103,41 @@ describe('SlackJobDelivery', () => {
     expect(fake.responses).toEqual([{ id: trusted.split('/').pop(), body: expect.objectContaining({ response_type: 'ephemeral', text: 'hello' }) }]);
     expect(await tellUser(context, { channelId: 'C1', userId: 'U1', responseUrl: 'http://169.254.169.254/latest' }, 'hello')).toBe(false);
     expect(fake.responses).toHaveLength(1);
+  });
+
+  test('a job whose bot process is gone: another bot edits the recorded status message and uploads the result to its thread', async () => {
+    const first = new SlackJobDelivery({ channelId: 'C1', userId: 'U0ALICE', threadTs: '9.9' }, context);
+    first.open();
+    await first.started({ job, etaMs: 5000 });
+    const status = fake.messages[0]!;
+    expect(attached).toEqual([{ jobId: job.id, message: { platform: 'slack', role: 'status', channelId: 'C1', messageId: status.ts, threadId: '9.9' } }]);
+
+    // The first bot dies; another builds the delivery from the stored record alone.
+    const record: JobRecord = { ...job, requester: { ...job.requester, channelId: 'C1' }, message: attached[0]!.message };
+    const listener = slackOrphanDelivery(context).listenerFor(record)!;
+    await listener.progress?.({ job: record, fraction: 0.5, stage: 'decoder', etaMs: 1000 });
+    expect(fake.callsOf('chat.postMessage')).toHaveLength(1);
+    expect(status.text).toContain('50%');
+    const grid = new Uint8Array([137, 80, 78, 71, 13, 10, 26, 10]);
+    await listener.completed({ job: { ...record, status: 'completed' }, file: { data: grid, name: 'grid.png', contentType: 'image/png', width: 64, height: 64 } });
+    const [file] = [...fake.files.values()];
+    expect(file).toMatchObject({ filename: 'grid.png', completed: true, channelId: 'C1', threadTs: '9.9' });
+    expect(status.text).toContain('Done');
+    expect(fake.buttonMessages()).toHaveLength(1);
+    // Web API calls carry the bot token only (the upload itself goes to a pre-signed URL).
+    expect(fake.calls.filter((call) => call.method !== 'upload').every((call) => call.token === fake.botToken)).toBe(true);
+    expect(attached.at(-1)?.message).toMatchObject({ platform: 'slack', channelId: 'C1', messageId: fake.buttonMessages()[0]!.ts });
+  });
+
+  test('a job whose bot process is gone before its status was posted: the status goes to the requester\'s channel; no channel, no delivery', async () => {
+    const record: JobRecord = { ...job, requester: { ...job.requester, channelId: 'C2' } };
+    const listener = slackOrphanDelivery(context).listenerFor(record)!;
+    await listener.progress?.({ job: record, fraction: 0.25, stage: 'decoder', etaMs: 1000 });
+    const error = serializeError(new JobError(ErrorCode.TimedOut, 'The job took too long and was stopped.', job.id));
+    await listener.failed({ job: { ...record, status: 'failed', error }, error });
+    expect(fake.messages.map((message) => [message.channel, message.threadTs])).toEqual([['C2', undefined]]);
+    expect(fake.messages[0]!.text).toContain('took too long');
+    expect(fake.ephemerals[0]).toMatchObject({ channel: 'C2', user: 'U0ALICE', text: expect.stringContaining('took too long') });
+    expect(slackOrphanDelivery(context).listenerFor(job)).toBeUndefined();
   });
 });

@@ -2,8 +2,10 @@
  * A bot process for the scale-out tests: a RedisGenerationService in a child process, driven over
  * IPC. Requests: `imagine` (user, prompt, seed, tag), `burst` (the same, `count` times at once),
  * `upscale` (user, jobId, index, tag), `cancel` (user, jobId), `set-limits` (changes), `get-limits`,
- * `info` (user). Every listener call is sent back as an `event` message with its tag, so the test
- * sees what a platform adapter in this process would see.
+ * `info` (user), `ping`. Every listener call is sent back as an `event` message with its tag, so the
+ * test sees what a platform adapter in this process would see.
+ * With ORPHANS=1 the process registers an orphan delivery for the `test` platform: what it shows of
+ * jobs adopted from a dead bot comes back tagged `orphan`. OWNER_TIMEOUT_MS shortens the heartbeat.
  */
 import { loadConfig, type Config } from '../../../src/config/config.js';
 import type { SerializedError } from '../../../src/errors.js';
@@ -17,7 +19,8 @@ const { names, namespace, redisUrl } = childDeployment();
 const overrides = JSON.parse(process.env.IMAGINE_TEST_CONFIG ?? '{}') as Partial<Config>;
 const config = loadConfig({ queue: 'redis', redisUrl, storeUrl: redisUrl, logLevel: 'silent', ...overrides }, {}, false);
 const store = await createJobStore(config, { namespace });
-const service = await createRedisGenerationService({ config, store, names, refreshIntervalMs: 200, capabilities: new FakeEngine().capabilities });
+const ownerTimeoutMs = process.env.OWNER_TIMEOUT_MS ? Number(process.env.OWNER_TIMEOUT_MS) : undefined;
+const service = await createRedisGenerationService({ config, store, names, refreshIntervalMs: 200, capabilities: new FakeEngine().capabilities, ...(ownerTimeoutMs ? { ownerTimeoutMs } : {}) });
 
 const send = (message: Record<string, unknown>): void => void process.send?.(message);
 const listenerFor = (tag: string): JobListener => ({
@@ -28,6 +31,7 @@ const listenerFor = (tag: string): JobListener => ({
   completed: ({ job, file }) => send({ type: 'event', tag, event: 'completed', jobId: job.id, bytes: file.data.length }),
   failed: ({ job, error }: { job: { id: string }; error: SerializedError }) => send({ type: 'event', tag, event: 'failed', jobId: job.id, code: error.code, message: error.message }),
 });
+if (process.env.ORPHANS === '1') service.registerOrphanDelivery({ platform: 'test', listenerFor: () => listenerFor('orphan') });
 const requester = (id: string) => ({ platform: 'test', userId: id });
 const outcome = (promise: Promise<{ job: { id: string }; position: number }>) =>
   promise.then(
@@ -47,6 +51,9 @@ process.on('message', (message: { requestId: number; command: string; user: stri
       break;
     case 'cancel':
       void service.cancel(requester(message.user), message.jobId ?? '').then((record) => reply({ ok: true, status: record.status }), (error: { code?: string; message?: string }) => reply({ ok: false, code: error.code, message: error.message }));
+      break;
+    case 'ping':
+      reply({ ok: true });
       break;
     case 'upscale':
       void outcome(service.upscale(requester(message.user), message.jobId ?? '', message.index ?? 1, listenerFor(message.tag ?? 'upscale'))).then(reply);

@@ -2,12 +2,13 @@
  * QUEUE=redis across processes: GPU workers and bots in child processes (FakeEngine with a
  * per-step delay), a real Redis, one queue name and store namespace per test.
  */
+import { Redis } from 'ioredis';
 import { ErrorCode } from '../../../src/errors.js';
 import { decodeImage } from '../../../src/image/encode.js';
 import type { JobListener, JobRecord } from '../../../src/service/types.js';
 import { FakeEngine } from '../../fakes/fake-engine.js';
 import { params, recordingListener, until, user, type RecordingListener } from '../helpers.js';
-import { Deployment, eventually, redisAvailable, type ChildHandle } from './harness.js';
+import { Deployment, eventually, redisAvailable, redisUrl, type ChildHandle } from './harness.js';
 
 const redisUp = await redisAvailable();
 if (!redisUp) console.warn('Skipping the QUEUE=redis scale-out tests: no Redis answers on 127.0.0.1:6379 (.ci/run starts one).');
@@ -238,5 +239,34 @@ const botEvent = (child: ChildHandle, tag: string, event: string): Promise<Recor
     const info = await restarted.info(user('u'));
     expect(info).toMatchObject({ running: [], queued: [] });
     expect(callsOf(worker)).toEqual(['one', 'two', 'two']);
+  });
+
+  test('a bot killed while its jobs run: of two bot processes started after it, exactly one posts each result', async () => {
+    const scene = deployment('orphaned');
+    const worker = scene.spawn('worker-process.ts', { STEPS: '10', STEP_MS: '60' });
+    const first = scene.spawn('bot-process.ts', { OWNER_TIMEOUT_MS: '1000' });
+    await Promise.all([ready(worker, 'the worker'), ready(first, 'the first bot')]);
+    const one = await first.request({ command: 'imagine', user: 'u', prompt: 'one', tag: 'one' });
+    const two = await first.request({ command: 'imagine', user: 'u', prompt: 'two', tag: 'two' });
+    await botEvent(first, 'one', 'started');
+    first.kill('SIGKILL');
+    await first.exited;
+
+    const bots = [0, 1].map(() => scene.spawn('bot-process.ts', { ORPHANS: '1', OWNER_TIMEOUT_MS: '1000' }));
+    await Promise.all(bots.map((bot) => ready(bot, 'a new bot')));
+    const ids = [String(one.jobId), String(two.jobId)];
+    const shown = (bot: ChildHandle, jobId: string): Array<Record<string, unknown>> =>
+      bot.messages.filter((message) => message.type === 'event' && message.tag === 'orphan' && message.jobId === jobId && (message.event === 'completed' || message.event === 'failed'));
+    await Promise.all(ids.map((id) => Promise.race(bots.map((bot) => bot.waitFor((message) => shown(bot, id).includes(message), `the result of ${id}`, 60_000)))));
+    const client = new Redis(redisUrl, { maxRetriesPerRequest: 1 });
+    try {
+      await eventually(async () => (await client.hlen(scene.keys.undelivered)) === 0, 'both jobs to be recorded as shown');
+    } finally {
+      client.disconnect();
+    }
+    // Every message a bot sent before answering this has arrived.
+    await Promise.all(bots.map((bot) => bot.request({ command: 'ping', user: 'test' })));
+    expect(ids.map((id) => bots.flatMap((bot) => shown(bot, id)).map((message) => message.event))).toEqual([['completed'], ['completed']]);
+    expect(callsOf(worker)).toEqual(['one', 'two']);
   });
 });
