@@ -453,6 +453,42 @@ def upsampler_quality(pipe, n=24, seed=0):
     return res
 
 
+def sweep(pipe, run, n=6, seed=0, prior_guidances=(1.0, 2.0, 4.0), decoder_guidances=(1.0, 2.0, 3.0),
+          up_steps=(1, 2, 4, 8)):
+    """Pick the engine defaults on a small prompt set (a different seed from the evaluation's prompts):
+    guidance pair by overall score, upsampler-1 steps by overall score, upsampler-2 steps by PSNR.
+    Writes <run>/defaults.json (read by the export and by Pipeline)."""
+    prompts = make_prompts(seed=99, n=n)
+    log = []
+
+    def overall(**kw):
+        out, _ = evaluate_pipeline(pipe, prompts, seed=seed, variations=0, upsampler_n=0, **kw)
+        log.append({**kw, "overall": out["overall"]})
+        print(json.dumps(log[-1]), flush=True)
+        return out["overall"]
+
+    best = max(((pg, dg) for pg in prior_guidances for dg in decoder_guidances),
+               key=lambda g: overall(prior_guidance=g[0], decoder_guidance=g[1]))
+    pipe.d.update(prior_guidance=best[0], decoder_guidance=best[1])
+    scores = {}
+    for k in up_steps:
+        pipe.d["up1_steps"] = k
+        scores[k] = overall(up1_steps=k)
+    pipe.d["up1_steps"] = max(up_steps, key=lambda k: (scores[k], -k))
+    gains = {}
+    for k in up_steps:
+        pipe.d["up2_steps"] = k
+        gains[k] = upsampler_quality(pipe, 12, seed)["upsampler_2"]["gain_db"]
+        log.append({"up2_steps": k, "gain_db": gains[k]})
+        print(json.dumps(log[-1]), flush=True)
+    pipe.d["up2_steps"] = max(up_steps, key=lambda k: (gains[k], -k))
+    chosen = {k: pipe.d[k] for k in ("prior_steps", "prior_guidance", "decoder_steps", "decoder_guidance",
+                                     "up1_steps", "up2_steps")}
+    with open(os.path.join(run, "defaults.json"), "w") as f:
+        json.dump(chosen, f, indent=1)
+    return {"chosen": chosen, "tried": log}
+
+
 def checker_on_ground_truth(prompts):
     res = []
     for p in prompts:
@@ -478,6 +514,8 @@ def main():
     ap.add_argument("--decoder-guidance", type=float, default=None)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--checker-only", action="store_true", help="judge the ground-truth renders only")
+    ap.add_argument("--sweep", action="store_true", help="choose the engine defaults into <run>/defaults.json")
+    ap.add_argument("--sweep-n", type=int, default=6, help="prompts per category for --sweep")
     args = ap.parse_args()
     prompts = make_prompts(n=args.n)
     if args.write_prompts:
@@ -503,6 +541,9 @@ def main():
         import torch
         torch.set_num_threads(args.threads)
         pipe = Pipeline(args.run)
+        if args.sweep:
+            print(json.dumps(sweep(pipe, args.run, args.sweep_n, args.seed), indent=1))
+            return
         kw = {}
         if args.prior_guidance is not None:
             kw["prior_guidance"] = args.prior_guidance
