@@ -60,8 +60,9 @@ def main():
     L.append(f"| prior | residual MLP ({cfg['prior_depth']} blocks, width {cfg['prior_width']}) on the noisy image embedding, "
              f"timestep, text embedding and attention-pooled text tokens; predicts the clean embedding (x0), "
              f"embedding space scaled by √{cfg['embed_dim']} | {p['prior']:,} | {sz['prior'] / 1e6:.2f} MB |")
-    L.append(f"| decoder | UNet {tuple(cfg['dec_ch'])} channels at 32 px, FiLM on the image embedding + a projected 8×8 "
-             f"layout map concatenated at the input, middle self-attention; v-prediction | {p['decoder']:,} | "
+    L.append(f"| decoder | UNet {tuple(cfg['dec_ch'])} channels at 32 px, FiLM on the image embedding; concatenated at the "
+             f"input: a learned 8×8 map projected from the embedding{' and the CLIP layout sketch (the frozen 8×8 colour/shape head of CLIP applied to the embedding inside the graph)' if cfg.get('dec_sketch') else ''}; "
+             f"middle self-attention; v-prediction | {p['decoder']:,} | "
              f"{sz['decoder'] / 1e6:.2f} MB |")
     L.append(f"| upsampler 1 | UNet {tuple(cfg['up1_ch'])} channels, 32 → 128 (×4), conditioned on the bilinearly upsampled "
              f"low-res image; v-prediction | {p['up1']:,} | {sz['upsampler_1'] / 1e6:.2f} MB |")
@@ -78,7 +79,7 @@ def main():
              "position, relation) applied to both image and text embeddings (text targets only for what the caption "
              "mentions), and an 8×8 colour/shape layout head on the image embedding. Phase 2 freezes the image tower "
              "(whose embeddings the decoder is trained on) and keeps training the text tower against them (LiT).\n")
-    L.append("## Training (2 shared CPU cores, Debian python3-torch 1.13, seed 0)\n")
+    L.append(f"## Training (2 CPU cores, Debian python3-torch 1.13, seed {cfg.get('seed', 0)})\n")
     L.append("| stage | steps | batch | wall time |")
     L.append("|---|---|---|---|")
     batch = {"clip": cfg["clip_batch"], "clip_text": cfg.get("cliptext_batch"), "prior": cfg["prior_batch"],
@@ -92,11 +93,11 @@ def main():
         s = d.get("seconds", d.get("wall_seconds_this_run"))
         tot += s or 0
         L.append(f"| {STAGE_NAMES[st]} | {d.get('steps', '-')} | {batch.get(st, '-')} | {fmt_s(s)} |")
-    L.append(f"\nTotal: {tot / 60:.0f} min of wall time (stages ran two at a time on a machine shared with other "
-             "builds, each on one thread, so wall time overstates the compute). Rebuild: see training/README.md.\n")
+    L.append(f"\nTotal: {tot / 60:.0f} min of wall time (stages ran two at a time, each on one thread, on a "
+             "machine shared with other builds and tests, so wall time overstates the compute). Rebuild: see training/README.md.\n")
     if ev:
         L.append("## Evaluation\n")
-        L.append("`/usr/bin/python3 -m training.evaluate --run training/runs/default` — GenEval-style, held-out prompts "
+        L.append(f"`/usr/bin/python3 -m training.evaluate --run {args.run}` — GenEval-style, held-out prompts "
                  f"({ev.get('n_prompts')} prompts, {ev.get('n_prompts', 0) // 7} per category), images generated at the "
                  "manifest's defaults and judged at the grid-tile resolution by an independent pixel checker "
                  "(nearest CSS colour per pixel, connected components, centroids, shape by nearest neighbours on "
