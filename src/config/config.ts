@@ -74,6 +74,7 @@ export const settings = {
   jobTimeoutSeconds: setting('JOB_TIMEOUT_SECONDS', 300, 'an integer 1..86400', 'A running job is stopped after this long.', integer(1, 86400)),
   jobRetentionDays: setting('JOB_RETENTION_DAYS', 7, 'a number of days 0.001..3650', 'How long job records (and their buttons) are kept.', decimal(0.001, 3650)),
   shutdownGraceSeconds: setting('SHUTDOWN_GRACE_SECONDS', 30, 'an integer 0..3600', 'How long running jobs may finish on shutdown.', integer(0, 3600)),
+  shutdownHandover: setting('SHUTDOWN_HANDOVER', 'on' as 'on' | 'off', 'on or off', 'QUEUE=redis: a stopping bot leaves the jobs another bot can post to the next bot instead of failing them.', oneOf('on', 'off')),
   blockedWords: setting('BLOCKED_WORDS', [] as string[], 'a comma list of words or /regular expressions/', 'Prompts containing any of these are refused.', list),
   admins: setting('ADMIN_USERS', [] as string[], 'a comma list of platform:user ids, e.g. discord:123,slack:U456', 'Users who may cancel any job and change limits.', list),
   gridFormat: setting('GRID_FORMAT', 'png' as 'png' | 'webp', 'png or webp', 'Encoding of grids and single images.', oneOf('png', 'webp')),

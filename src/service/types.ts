@@ -98,6 +98,12 @@ export interface JobListener {
   completed(output: JobOutput): void | Promise<void>;
   /** Cancellations, timeouts and engine failures all end here, never in silence. */
   failed(update: { job: JobRecord; error: SerializedError }): void | Promise<void>;
+  /**
+   * This process stops (a restart or deploy) and leaves the job, still queued or running, to
+   * another bot process, which shows the rest through its {@link OrphanDelivery}. The user should be
+   * told that the result will still come; nothing else is called on this listener afterwards.
+   */
+  handedOver?(update: { job: JobRecord }): void | Promise<void>;
 }
 
 /**
@@ -109,7 +115,11 @@ export interface JobListener {
 export interface OrphanDelivery {
   /** The platform whose jobs it shows, as in {@link Requester.platform}. */
   readonly platform: string;
-  /** A listener that shows this job, or undefined when this process cannot (nowhere to post it). */
+  /**
+   * A listener that shows this job, or undefined when this process cannot (nowhere to post it).
+   * A stopping bot also asks it whether a job of its own could be shown elsewhere and drops the
+   * listener, so building one must not post anything.
+   */
   listenerFor(job: JobRecord): JobListener | undefined;
 }
 
@@ -149,7 +159,10 @@ export interface GenerationService {
   getJob(jobId: string): Promise<JobRecord | undefined>;
   /** Records where a platform showed a job's result. */
   attachMessage(jobId: string, message: MessageReference): Promise<void>;
-  /** Stops taking work, lets running jobs finish within the grace period, persists state. */
+  /**
+   * Stops taking work, lets running jobs finish within the grace period, persists state. In
+   * QUEUE=redis, jobs another bot process can show are handed over instead (see {@link JobListener.handedOver}).
+   */
   shutdown(graceMs?: number): Promise<void>;
   /**
    * Lets this process show jobs of its platform whose admitting process is gone. Only services

@@ -30,9 +30,10 @@ export type ListenerEvent =
   | { type: 'started'; etaMs: number; job: JobRecord }
   | { type: 'progress'; fraction: number; stage: string; etaMs: number; job: JobRecord }
   | { type: 'completed'; output: JobOutput }
-  | { type: 'failed'; error: SerializedError; job: JobRecord };
+  | { type: 'failed'; error: SerializedError; job: JobRecord }
+  | { type: 'handed-over'; job: JobRecord };
 
-/** A listener that records every call and resolves `settled` at completed or failed. */
+/** A listener that records every call and resolves `settled` at completed or failed (never after a handover). */
 export interface RecordingListener extends JobListener {
   events: ListenerEvent[];
   settled: Promise<ListenerEvent>;
@@ -61,6 +62,7 @@ export function recordingListener(options: { completed?: (output: JobOutput) => 
       events.push(event);
       settle(event);
     },
+    handedOver: ({ job }) => void events.push({ type: 'handed-over', job }),
   };
 }
 

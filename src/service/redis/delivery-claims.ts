@@ -11,6 +11,9 @@
  * both show a job, even one whose owner only seemed dead. Once shown, the job leaves the hash, and
  * every later claim answers `done`. A bot that dies while showing leaves its claim to expire; the
  * job is then shown by another (the one case where a user may see a result twice).
+ *
+ * A bot that stops gracefully releases the jobs it hands over (they have no owner, so others adopt
+ * them at once) and finally removes its heartbeat.
  */
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
@@ -73,6 +76,26 @@ end
 return result
 `;
 
+/**
+ * KEYS: undelivered. ARGV: botId, jobIds…
+ * Drops this bot as the owner of the given jobs, so that they are orphans at once; returns how many it owned.
+ */
+const releaseScript = `
+local released = 0
+for i = 2, #ARGV do
+  local entry = redis.call('HGET', KEYS[1], ARGV[i])
+  if entry then
+    local ok, state = pcall(cjson.decode, entry)
+    if ok and type(state) == 'table' and state.bot == ARGV[1] then
+      state.bot = nil
+      redis.call('HSET', KEYS[1], ARGV[i], cjson.encode(state))
+      released = released + 1
+    end
+  end
+end
+return released
+`;
+
 /** Timings of {@link DeliveryClaims}. */
 export interface DeliveryClaimTimings {
   /** How long a heartbeat lives; other bots adopt this bot's jobs once it lapses. The heartbeat is renewed three times as often. */
@@ -103,6 +126,7 @@ export class DeliveryClaims {
     this.onError = options.onError ?? (() => undefined);
     if (!('imagineClaimDelivery' in connection)) connection.defineCommand('imagineClaimDelivery', { lua: claimScript, numberOfKeys: 2 });
     if (!('imagineOrphans' in connection)) connection.defineCommand('imagineOrphans', { lua: orphansScript, numberOfKeys: 1 });
+    if (!('imagineReleaseDelivery' in connection)) connection.defineCommand('imagineReleaseDelivery', { lua: releaseScript, numberOfKeys: 1 });
     this.connection = connection as typeof this.connection;
   }
 
@@ -148,6 +172,15 @@ export class DeliveryClaims {
   /** Records that the job's end was shown (or that nobody can show it): no bot claims it again. */
   async done(jobId: string): Promise<void> {
     await this.connection.multi().hdel(this.keys.undelivered, jobId).del(this.keys.delivering(jobId)).exec();
+  }
+
+  /**
+   * Gives up owning these jobs while this bot lives on a little (a graceful stop): any bot serving
+   * their platform may adopt them at once. Returns how many this bot owned.
+   */
+  async release(jobIds: string[]): Promise<number> {
+    if (jobIds.length === 0) return 0;
+    return Number(await this.connection.imagineReleaseDelivery!(this.keys.undelivered, this.botId, ...jobIds));
   }
 
   /** Jobs of these platforms whose owner is gone (or is this bot), for this bot to adopt; at most `max`. */

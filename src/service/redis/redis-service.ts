@@ -16,6 +16,11 @@
  * for the job's platform adopts the job: at once when it hears the job end, at start-up, and in a
  * sweep every few refreshes. It shows the job's progress (if still running) and its result or
  * failure through the platform, and exactly one bot process shows each job's end.
+ *
+ * A graceful stop (SIGTERM for a restart or deploy) hands such jobs over rather than failing them:
+ * they stay queued or running, their users hear `handedOver` once, and this bot releases them for
+ * adoption. Jobs nobody else could show (no delivery for their platform, or SHUTDOWN_HANDOVER=off)
+ * end as in memory mode: taken back if waiting, else given the grace period, then cancelled.
  */
 import { randomInt } from 'node:crypto';
 import { Job, Queue, QueueEvents } from 'bullmq';
@@ -858,6 +863,11 @@ export class RedisGenerationService implements GenerationService, LimitControls 
       }
       const delivery = this.orphanDeliveries.get(record.requester.platform);
       if (!delivery) return false;
+      if (!record.message) {
+        // Where the job is shown (a status message) waits under its own key until a worker writes the record (attachMessage).
+        const stashed = await this.connection.get(this.keys.message(jobId));
+        if (stashed) record.message = JSON.parse(stashed) as MessageReference;
+      }
       const state = await this.queue.getJobState(jobId);
       const finished = state === 'completed' || state === 'failed' || state === 'unknown';
       let listener: JobListener | undefined;
@@ -920,13 +930,53 @@ export class RedisGenerationService implements GenerationService, LimitControls 
 
   // --- shutdown ----------------------------------------------------------------------------
 
+  /**
+   * Whether another bot process could show this job from its stored record: SHUTDOWN_HANDOVER is
+   * on and the delivery registered for its platform gives a listener for it (the listener is dropped).
+   */
+  private showableElsewhere(job: LocalJob): boolean {
+    if (this.config.shutdownHandover !== 'on') return false;
+    const delivery = this.orphanDeliveries.get(job.record.requester.platform);
+    if (!delivery) return false;
+    try {
+      return delivery.listenerFor(copyRecord(job.record)) !== undefined;
+    } catch (error) {
+      this.logger.warn({ err: error, jobId: job.record.id }, 'the platform could not say whether it shows a job after a restart');
+      return false;
+    }
+  }
+
+  /**
+   * Leaves jobs to other bot processes (a restart or deploy): they keep their place in the queue or
+   * go on running on their worker, their users are told the result still comes, and this bot gives
+   * up owning them, so that a live bot (or this one, restarted) adopts them and shows the rest.
+   */
+  private async handOver(jobs: LocalJob[]): Promise<void> {
+    if (jobs.length === 0) return;
+    for (const job of jobs) {
+      // From now on this process shows nothing of the job: its later events are the adopter's.
+      job.state = 'finished';
+      const snapshot = copyRecord(job.record);
+      job.chain.push(() => job.listener.handedOver?.({ job: snapshot }));
+    }
+    // Told before released, so that no adopter posts the result before the notice.
+    await withTimeout(Promise.all(jobs.map((job) => job.chain.idle())), 10_000);
+    const ids = jobs.map((job) => job.record.id);
+    // Without Redis the heartbeat lapses instead, and other bots adopt the jobs then.
+    await this.claims.release(ids).catch((error: unknown) => this.logger.warn({ err: error }, 'could not release handed-over jobs; other bots adopt them once the heartbeat lapses'));
+    for (const job of jobs) this.retire(job);
+    this.logger.info({ jobs: ids }, 'handed jobs over to other bot processes');
+  }
+
   private async stop(graceMs: number): Promise<void> {
     this.accepting = false;
     clearInterval(this.refreshTimer);
     const local = [...this.jobs.values()];
-    this.logger.info({ jobs: local.length, graceMs }, 'shutting down');
-    // Jobs that have not started are taken back and their users told, as in memory mode.
-    for (const job of local.filter((candidate) => candidate.state === 'queued')) {
+    const leaving = local.filter((job) => job.state !== 'finished' && this.showableElsewhere(job));
+    const staying = local.filter((job) => !leaving.includes(job));
+    this.logger.info({ jobs: local.length, handedOver: leaving.length, graceMs }, 'shutting down');
+    // Jobs nobody else could show and that have not started are taken back and their users told, as in memory mode.
+    for (const job of staying.filter((candidate) => candidate.state === 'queued')) {
       job.removing = true;
       const removed = await this.queue.remove(job.record.id).catch(() => 0);
       if (removed !== 1) {
@@ -939,15 +989,16 @@ export class RedisGenerationService implements GenerationService, LimitControls 
       await this.store.set(record).catch(() => undefined);
       this.finishFailed(job, record, error);
     }
-    const pending = local.filter((job) => job.state !== 'finished');
+    await this.handOver(leaving);
+    const pending = staying.filter((job) => job.state !== 'finished');
     let timer: NodeJS.Timeout | undefined;
     const expired = await Promise.race([Promise.all(pending.map((job) => job.done)).then(() => false), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), graceMs)))]);
     clearTimeout(timer);
     if (expired) {
       for (const job of pending) {
         if (job.state === 'finished') continue;
-        // Its user was promised an answer from this process: stop the work and say so, rather than
-        // leave the result to a bot process that may never come.
+        // No other bot process could show its result: stop the work and say so, rather than leave
+        // it running for nobody.
         await this.connection.set(this.keys.cancelled(job.record.id), '1', 'PX', 24 * 3_600_000).catch(() => undefined);
         await this.connection.publish(this.keys.cancelChannel, job.record.id).catch(() => undefined);
         const error = serializeError(abortError('shutdown', job.record.id, { started: job.state === 'running' }));
@@ -955,7 +1006,7 @@ export class RedisGenerationService implements GenerationService, LimitControls 
       }
     }
     await withTimeout(Promise.all(local.map((job) => job.chain.idle())), 10_000);
-    // Whatever this process leaves unshown is adopted by another bot at once, not after the timeout.
+    // Whatever else this process leaves unshown is adopted by another bot at once, not after the timeout.
     await bounded(this.claims.stop());
     if (this.queueEvents) await bounded(this.queueEvents.close());
     if (this.queue) await bounded(this.queue.close());

@@ -5,7 +5,10 @@
  * `info` (user), `ping`. Every listener call is sent back as an `event` message with its tag, so the
  * test sees what a platform adapter in this process would see.
  * With ORPHANS=1 the process registers an orphan delivery for the `test` platform: what it shows of
- * jobs adopted from a dead bot comes back tagged `orphan`. OWNER_TIMEOUT_MS shortens the heartbeat.
+ * jobs adopted from a dead bot comes back tagged `orphan`; and one for the `web` platform that, like
+ * the playground's, shows nothing. `imagine` takes a `platform` (default `test`). OWNER_TIMEOUT_MS
+ * shortens the heartbeat. SIGTERM shuts the service down gracefully (GRACE_MS, default 1000) and
+ * sends `stopped` once everything it sent before has gone out.
  */
 import { loadConfig, type Config } from '../../../src/config/config.js';
 import type { SerializedError } from '../../../src/errors.js';
@@ -30,18 +33,22 @@ const listenerFor = (tag: string): JobListener => ({
   retrying: ({ job, attempt }) => send({ type: 'event', tag, event: 'retrying', jobId: job.id, attempt }),
   completed: ({ job, file }) => send({ type: 'event', tag, event: 'completed', jobId: job.id, bytes: file.data.length }),
   failed: ({ job, error }: { job: { id: string }; error: SerializedError }) => send({ type: 'event', tag, event: 'failed', jobId: job.id, code: error.code, message: error.message }),
+  handedOver: ({ job }) => send({ type: 'event', tag, event: 'handed-over', jobId: job.id, status: job.status }),
 });
-if (process.env.ORPHANS === '1') service.registerOrphanDelivery({ platform: 'test', listenerFor: () => listenerFor('orphan') });
-const requester = (id: string) => ({ platform: 'test', userId: id });
+if (process.env.ORPHANS === '1') {
+  service.registerOrphanDelivery({ platform: 'test', listenerFor: () => listenerFor('orphan') });
+  service.registerOrphanDelivery({ platform: 'web', listenerFor: () => undefined });
+}
+const requester = (id: string, platform = 'test') => ({ platform, userId: id });
 const outcome = (promise: Promise<{ job: { id: string }; position: number }>) =>
   promise.then(
     (ticket) => ({ ok: true, jobId: ticket.job.id, position: ticket.position }),
     (error: { code?: string; message?: string }) => ({ ok: false, code: error.code, message: error.message }),
   );
 
-process.on('message', (message: { requestId: number; command: string; user: string; prompt?: string; seed?: number; tag?: string; count?: number; jobId?: string; index?: number; changes?: Record<string, number> }) => {
+process.on('message', (message: { requestId: number; command: string; user: string; platform?: string; prompt?: string; seed?: number; tag?: string; count?: number; jobId?: string; index?: number; changes?: Record<string, number> }) => {
   const reply = (body: Record<string, unknown>): void => send({ type: 'reply', requestId: message.requestId, ...body });
-  const imagine = (tag: string) => outcome(service.imagine(requester(message.user), { prompt: message.prompt ?? 'x', aspectRatio: '1:1', seed: message.seed ?? 1, chaos: 0 }, listenerFor(tag)));
+  const imagine = (tag: string) => outcome(service.imagine(requester(message.user, message.platform), { prompt: message.prompt ?? 'x', aspectRatio: '1:1', seed: message.seed ?? 1, chaos: 0 }, listenerFor(tag)));
   switch (message.command) {
     case 'imagine':
       void imagine(message.tag ?? 'job').then(reply);
@@ -72,5 +79,6 @@ process.on('message', (message: { requestId: number; command: string; user: stri
   }
 });
 send({ type: 'ready' });
-process.on('SIGTERM', () => void service.shutdown(1000).then(() => process.exit(0)));
+const graceMs = process.env.GRACE_MS ? Number(process.env.GRACE_MS) : 1000;
+process.on('SIGTERM', () => void service.shutdown(graceMs).then(() => (process.send ? process.send({ type: 'stopped' }, undefined, undefined, () => process.exit(0)) : process.exit(0))));
 process.on('disconnect', () => process.exit(0));

@@ -57,6 +57,22 @@ if (!redisUp) console.warn('Skipping the delivery claim tests: no Redis answers 
     expect(await connection.exists(scene.keys.delivering('job2'))).toBe(0);
   });
 
+  test('a live owner that releases a job (a graceful stop) lets another bot adopt it at once; jobs of other owners stay theirs', async () => {
+    const [owner, second, third] = [bot('owner'), bot('second'), bot('third')];
+    await Promise.all([owner.start(), second.start(), third.start()]);
+    await owner.track('kept', 'discord', 1);
+    await owner.track('left', 'discord', 1);
+    await third.track('theirs', 'discord', 1);
+    expect(await owner.release(['left', 'theirs', 'unknown'])).toBe(1);
+    expect(await owner.release([])).toBe(0);
+    // The owner's heartbeat is still alive: only the released job is free.
+    expect(await second.orphans(['discord'])).toEqual(['left']);
+    expect([await second.peek('kept'), await second.peek('theirs'), await second.peek('left')]).toEqual(['owned', 'owned', 'free']);
+    expect(await second.adopt('left')).toBe('adopted');
+    expect(await third.adopt('left')).toBe('owned');
+    await Promise.all([owner.stop(), second.stop(), third.stop()]);
+  });
+
   test('an owner showing its job keeps out a bot that takes it for dead (its heartbeat lapsed)', async () => {
     const owner = bot('owner');
     await owner.track('job3', 'test', 1);

@@ -173,11 +173,14 @@ const liveBots = async (scene: Deployment): Promise<number> => (await redis().ke
 
   test('jobs that ended while no bot was alive are shown at start-up; an expired file is drawn again from the stored images', async () => {
     const scene = deployment('late');
-    await scene.worker(new FakeEngine({ failPrompts: ['broken'] }));
+    // Held until the owner is dead, so that it cannot show either end itself.
+    const engine = new FakeEngine({ failPrompts: ['broken'], hold: true });
+    await scene.worker(engine);
     const owner = await doomedBot(scene);
     const lonely = await imagineIn(owner, 'u1', 'lonely');
     const broken = await imagineIn(owner, 'u2', 'broken');
     await kill(owner);
+    engine.releaseAll();
     const store = await scene.store();
     try {
       await eventually(async () => (await store.get(lonely))?.status === 'completed' && (await store.get(broken))?.status === 'failed', 'both jobs to end', 30_000);
@@ -206,12 +209,84 @@ const liveBots = async (scene: Deployment): Promise<number> => (await redis().ke
     await eventually(async () => (await undelivered(scene)) === 0, 'both jobs to be recorded as shown');
   });
 
+  test('a bot stopped gracefully hands its running and waiting jobs over: not cancelled, the user told once, a live bot shows each result once', async () => {
+    const scene = deployment('handover');
+    const engine = new FakeEngine({ hold: true, steps: 4 });
+    await scene.worker(engine);
+    const owner = await adopter(scene);
+    owner.registerOrphanDelivery(orphanRecorder().delivery);
+    // Like the playground: registered, but its jobs cannot be shown by another process.
+    owner.registerOrphanDelivery({ platform: 'web', listenerFor: () => undefined });
+    const orphans = orphanRecorder();
+    const other = await adopter(scene);
+    other.registerOrphanDelivery(orphans.delivery);
+
+    const [running, waiting, page] = [recordingListener(), recordingListener(), recordingListener()];
+    const runningId = (await owner.imagine(user('u1'), params('running'), running)).job.id;
+    await until(() => running.events.some((event) => event.type === 'started'), 'the first job to start', 30_000);
+    const waitingId = (await owner.imagine(user('u2'), params('waiting'), waiting)).job.id;
+    const pageId = (await owner.imagine({ platform: 'web', userId: 'u3' }, params('page'), page)).job.id;
+    // The engine is held: a shutdown that waited for the running job would not return.
+    await owner.shutdown(600_000);
+
+    expect(await page.settled).toMatchObject({ type: 'failed', error: { code: ErrorCode.ShuttingDown } });
+    for (const [listener, status] of [[running, 'running'], [waiting, 'queued']] as const) {
+      expect(listener.events.filter((event) => event.type === 'handed-over')).toEqual([expect.objectContaining({ job: expect.objectContaining({ status }) })]);
+      expect(listener.events.at(-1)?.type).toBe('handed-over');
+    }
+    for (const id of [runningId, waitingId]) expect(await redis().exists(scene.keys.cancelled(id))).toBe(0);
+    await until(() => orphans.listeners.has(runningId) && orphans.listeners.has(waitingId), 'both jobs to be adopted', 30_000);
+    engine.releaseAll();
+
+    await until(() => shownTo(orphans, runningId) !== undefined && shownTo(orphans, waitingId) !== undefined, 'both results to be shown', 30_000);
+    expect((await shownTo(orphans, runningId)!.settled).type).toBe('completed');
+    expect((await shownTo(orphans, waitingId)!.settled).type).toBe('completed');
+    // Adopted while running: the engine's progress reached the live bot before the result.
+    const types = orphans.listeners.get(runningId)!.flatMap((listener) => listener.events.map((event) => event.type));
+    expect(types.indexOf('progress')).toBeGreaterThanOrEqual(0);
+    expect(types.indexOf('progress')).toBeLessThan(types.indexOf('completed'));
+    await eventually(async () => (await undelivered(scene)) === 0, 'both jobs to be recorded as shown');
+    expect([orphans.completions(runningId), orphans.completions(waitingId)]).toEqual([1, 1]);
+    expect(engine.calls.map((call) => call.prompt)).toEqual(['running', 'waiting']);
+    expect(await other.getJob(pageId)).toMatchObject({ status: 'failed', error: { code: ErrorCode.ShuttingDown } });
+  });
+
+  test('a running job nobody else can show still gets the grace period, then is stopped and its user told', async () => {
+    const scene = deployment('no-handover');
+    const engine = new FakeEngine({ hold: true });
+    await scene.worker(engine);
+    const owner = await adopter(scene);
+    owner.registerOrphanDelivery(orphanRecorder().delivery);
+    owner.registerOrphanDelivery({ platform: 'web', listenerFor: () => undefined });
+    const page = recordingListener();
+    await owner.imagine({ platform: 'web', userId: 'u1' }, params('page'), page);
+    await until(() => page.events.some((event) => event.type === 'started'), 'the job to start', 30_000);
+    await owner.shutdown(200);
+    expect(await page.settled).toMatchObject({ type: 'failed', error: { code: ErrorCode.ShuttingDown } });
+    expect(page.events.some((event) => event.type === 'handed-over')).toBe(false);
+    await until(() => engine.calls[0]?.aborted === true, 'the worker to stop the job', 30_000);
+  });
+
+  test('SHUTDOWN_HANDOVER=off: a stopping bot fails its waiting jobs even where another bot could show them', async () => {
+    const scene = deployment('handover-off');
+    const owner = await scene.bot({ ownerTimeoutMs, capabilities: new FakeEngine().capabilities, configOverrides: { shutdownHandover: 'off' } });
+    owner.registerOrphanDelivery(orphanRecorder().delivery);
+    const waiting = recordingListener();
+    const ticket = await owner.imagine(user('u1'), params('waiting'), waiting);
+    await owner.shutdown(0);
+    expect(await waiting.settled).toMatchObject({ type: 'failed', error: { code: ErrorCode.ShuttingDown } });
+    expect(waiting.events.some((event) => event.type === 'handed-over')).toBe(false);
+    expect(await redis().hexists(scene.keys.undelivered, ticket.job.id)).toBe(0);
+  });
+
   test('a platform that cannot show an orphaned job: it is let go once, and its record stays for the buttons', async () => {
     const scene = deployment('unshown');
-    await scene.worker(new FakeEngine());
+    const engine = new FakeEngine({ hold: true });
+    await scene.worker(engine);
     const owner = await doomedBot(scene);
     const jobId = await imagineIn(owner, 'u1', 'nobody watches');
     await kill(owner);
+    engine.releaseAll();
     let asked = 0;
     const bot = await adopter(scene);
     bot.registerOrphanDelivery({ platform: 'test', listenerFor: () => void (asked += 1) });

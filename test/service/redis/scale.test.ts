@@ -241,6 +241,43 @@ const botEvent = (child: ChildHandle, tag: string, event: string): Promise<Recor
     expect(callsOf(worker)).toEqual(['one', 'two', 'two']);
   });
 
+  test('a bot process stopped for a restart hands its jobs over: a bot process started after it posts each result once; a job nobody else can post fails as before', async () => {
+    const scene = deployment('handover');
+    // Slow enough that the third job still waits when the bot stops.
+    const worker = scene.spawn('worker-process.ts', { STEPS: '20', STEP_MS: '100' });
+    const first = scene.spawn('bot-process.ts', { ORPHANS: '1', GRACE_MS: '600000' });
+    await Promise.all([ready(worker, 'the worker'), ready(first, 'the first bot')]);
+    const running = await first.request({ command: 'imagine', user: 'u1', prompt: 'running', tag: 'running' });
+    const waiting = await first.request({ command: 'imagine', user: 'u2', prompt: 'waiting', tag: 'waiting' });
+    const page = await first.request({ command: 'imagine', user: 'u3', platform: 'web', prompt: 'page', tag: 'page' });
+    await botEvent(first, 'running', 'started');
+    first.kill('SIGTERM');
+    // A ten-minute grace: it returns at once because nothing it could not hand over is left running.
+    await first.waitFor((message) => message.type === 'stopped', 'the first bot to stop', 60_000);
+    expect(await first.exited).toBe(0);
+    const eventsOf = (tag: string): unknown[] => first.messages.filter((message) => message.type === 'event' && message.tag === tag).map((message) => message.event);
+    expect(eventsOf('running').at(-1)).toBe('handed-over');
+    expect(eventsOf('waiting').at(-1)).toBe('handed-over');
+    expect([...eventsOf('running'), ...eventsOf('waiting')].filter((event) => event !== 'queued' && event !== 'started' && event !== 'progress')).toEqual(['handed-over', 'handed-over']);
+    expect(first.messages.find((message) => message.tag === 'page' && message.event === 'failed')).toMatchObject({ jobId: page.jobId, code: ErrorCode.ShuttingDown });
+
+    const restarted = scene.spawn('bot-process.ts', { ORPHANS: '1' });
+    await ready(restarted, 'the restarted bot');
+    const ids = [String(running.jobId), String(waiting.jobId)];
+    const shown = (jobId: string): Array<Record<string, unknown>> =>
+      restarted.messages.filter((message) => message.type === 'event' && message.tag === 'orphan' && message.jobId === jobId && (message.event === 'completed' || message.event === 'failed'));
+    await Promise.all(ids.map((id) => restarted.waitFor((message) => shown(id).includes(message), `the result of ${id}`, 60_000)));
+    const client = new Redis(redisUrl, { maxRetriesPerRequest: 1 });
+    try {
+      await eventually(async () => (await client.hlen(scene.keys.undelivered)) === 0, 'both jobs to be recorded as shown');
+    } finally {
+      client.disconnect();
+    }
+    await restarted.request({ command: 'ping', user: 'test' });
+    expect(ids.map((id) => shown(id).map((message) => message.event))).toEqual([['completed'], ['completed']]);
+    expect(callsOf(worker)).toEqual(['running', 'waiting']);
+  });
+
   test('a bot killed while its jobs run: of two bot processes started after it, exactly one posts each result', async () => {
     const scene = deployment('orphaned');
     const worker = scene.spawn('worker-process.ts', { STEPS: '10', STEP_MS: '60' });
