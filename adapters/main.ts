@@ -148,7 +148,10 @@ export async function start(options: StartOptions = {}): Promise<RunningApp> {
 /** The process entry: starts, wires signals, and sets the exit code. */
 export async function main(): Promise<void> {
   await runUntilSignalled(() => start(), {
-    stopping: (signal, app) => `Received ${signal}; finishing running jobs (up to ${app.config.shutdownGraceSeconds} s). Press Ctrl+C again to exit now.`,
+    stopping: (signal, app) =>
+      app.config.queue === 'redis' && app.config.shutdownHandover === 'on'
+        ? `Received ${signal}; leaving jobs to the next bot, finishing those it could not post (up to ${app.config.shutdownGraceSeconds} s). Press Ctrl+C again to exit now.`
+        : `Received ${signal}; finishing running jobs (up to ${app.config.shutdownGraceSeconds} s). Press Ctrl+C again to exit now.`,
     exitingNow: (signal) => `Received ${signal} again; exiting now.`,
   });
 }

@@ -71,6 +71,16 @@ export function retryingText(attempt: number): string {
   return `Something interrupted the drawing; trying again (attempt ${attempt + 1})…`;
 }
 
+/**
+ * Shown once when the bot restarts (or is redeployed) while a job waits or runs: the job goes on,
+ * and the bot that comes next posts its result in the same place.
+ */
+export function handedOverText(running: boolean): string {
+  return running
+    ? '🔁 The bot is restarting. Your picture is still being drawn, and the result will still be posted here.'
+    : '🔁 The bot is restarting. Your job keeps its place in line, and the result will still be posted here.';
+}
+
 /** The flags that reproduce a job's parameters, e.g. `--ar 16:9 --seed 42 --chaos 20 --no text`. */
 export function parametersText(parameters: ImagineParameters): string {
   const parts = [`--ar ${parameters.aspectRatio}`, `--seed ${parameters.seed}`];

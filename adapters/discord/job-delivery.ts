@@ -9,10 +9,11 @@
  *
  * {@link discordOrphanDelivery} shows jobs whose bot process is gone (QUEUE=redis) through the same
  * class with no interaction at all: the result, or the failure, goes to the channel with the bot token.
+ * When this bot process restarts gracefully, the status message says the result still comes.
  */
 import { DiscordAPIError, MessageFlags, Routes, type REST, type RESTPostAPIChannelMessageResult } from 'discord.js';
 import { buttonRowsFor } from '../../commands/definitions.js';
-import { escapeText, failedText, progressText, queuedText, resultCaption, retryingText } from '../../commands/messages.js';
+import { escapeText, failedText, handedOverText, progressText, queuedText, resultCaption, retryingText } from '../../commands/messages.js';
 import { ErrorCode, ImagineError, serializeError, type SerializedError } from '../../src/errors.js';
 import type { Logger } from '../../src/logger.js';
 import type { GenerationService, JobListener, JobOutput, JobRecord, MessageReference, OrphanDelivery } from '../../src/service/types.js';
@@ -123,6 +124,7 @@ export class JobDelivery {
       retrying: ({ attempt }) => this.note(retryingText(attempt), Phase.Running, true),
       completed: (output) => this.complete(output),
       failed: ({ job, error }) => this.fail(job, error),
+      handedOver: ({ job }) => this.handOver(job),
     };
   }
 
@@ -219,6 +221,30 @@ export class JobDelivery {
       } catch (error) {
         this.#logger.error({ err: serializeError(error), jobId: job.id }, 'could not deliver a result to Discord');
         await this.#failNow(job, new ImagineError(ErrorCode.Upload, 'The result could not be posted to Discord.').toJSON());
+      } finally {
+        this.#settle();
+      }
+    });
+  }
+
+  /**
+   * The bot process restarts and another posts the result (as a channel message): the status
+   * message says so, once, and nothing changes it afterwards. Without a usable interaction token
+   * there is no status message to edit, and the user learns of the job from its result.
+   */
+  handOver(job: JobRecord): Promise<void> {
+    this.#finalise();
+    this.#latest = { text: handedOverText(job.status === 'running'), phase: Phase.Final };
+    return this.#enqueue(async () => {
+      try {
+        const path = this.#tokenUsable() ? this.#statusPath() : undefined;
+        const content = this.#content();
+        if (path === undefined || content === this.#rendered) return;
+        this.#rendered = content;
+        await this.#rest.patch(path, { body: { content, allowed_mentions: { parse: [] } }, auth: false });
+        this.edits += 1;
+      } catch (error) {
+        this.#logger.warn({ err: serializeError(error), jobId: job.id }, 'could not tell a Discord user that the bot restarts');
       } finally {
         this.#settle();
       }

@@ -9,11 +9,12 @@
  * user ephemerally, never dropped.
  *
  * The status message is recorded as the job's message (role `status`), so that a bot process that
- * adopts the job after its own died (QUEUE=redis, {@link slackOrphanDelivery}) goes on editing it.
+ * adopts the job after its own died or restarted (QUEUE=redis, {@link slackOrphanDelivery}) goes on
+ * editing it; a bot that restarts gracefully first writes there that the result still comes.
  */
 import type { types as SlackTypes, webApi } from '@slack/bolt';
 import { buttonRowsFor } from '../../commands/definitions.js';
-import { failedText, progressText, queuedText, resultCaption, retryingText } from '../../commands/messages.js';
+import { failedText, handedOverText, progressText, queuedText, resultCaption, retryingText } from '../../commands/messages.js';
 import { ErrorCode, ImagineError, UserError, toUserMessage, type SerializedError } from '../../src/errors.js';
 import type { Logger } from '../../src/logger.js';
 import type { GenerationService, JobListener, JobOutput, JobRecord, OrphanDelivery } from '../../src/service/types.js';
@@ -171,6 +172,16 @@ export class SlackJobDelivery implements JobListener {
   async retrying(update: { job: JobRecord; attempt: number }): Promise<void> {
     await this.gate;
     await this.showStatus(update.job, retryingText(update.attempt), true);
+  }
+
+  /**
+   * The bot process restarts and another takes the job over: the status message says the result
+   * still comes (it is recorded, so the next bot goes on editing it), and this delivery is done.
+   */
+  async handedOver(update: { job: JobRecord }): Promise<void> {
+    await this.gate;
+    await this.showStatus(update.job, handedOverText(update.job.status === 'running'), true);
+    this.finished = true;
   }
 
   /**

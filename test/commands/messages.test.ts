@@ -1,5 +1,5 @@
 import { EngineError, ErrorCode, JobError, LimitError, serializeError } from '../../src/errors.js';
-import { escapeText, failedText, formatDuration, helpText, infoText, progressText, queuedText, resultCaption, settingsText } from '../../commands/messages.js';
+import { escapeText, failedText, formatDuration, handedOverText, helpText, infoText, progressText, queuedText, resultCaption, settingsText } from '../../commands/messages.js';
 import type { InfoSnapshot } from '../../src/service/types.js';
 import { jobRecord } from './job-record.js';
 
@@ -15,6 +15,12 @@ describe('messages', () => {
     expect(progressText(0.999, 1500)).toBe('Generating… 99% ▰▰▰▰▰▰▰▰▰▱ · about 2 s left');
     expect(progressText(7)).toContain('100%');
     expect(progressText(Number.NaN)).toContain('0%');
+  });
+
+  test('the restart notice says the job goes on and where its result comes', () => {
+    expect(handedOverText(false)).toBe('🔁 The bot is restarting. Your job keeps its place in line, and the result will still be posted here.');
+    expect(handedOverText(true)).toContain('still being drawn');
+    expect(handedOverText(true)).toContain('will still be posted here');
   });
 
   test('durations', () => {

@@ -1,11 +1,13 @@
 /**
  * JobDelivery on its own, with time under the test's control: progress edits are throttled to one
  * per interval with the latest text trailing, phases never go backwards, and an old token sends
- * the result to the channel without trying the webhook. The orphan delivery (a job whose bot
+ * the result to the channel without trying the webhook. A bot restart leaves one last word in the
+ * status message. The orphan delivery (a job whose bot
  * process is gone) works with the bot token alone.
  */
 import { REST, Routes } from 'discord.js';
 import { discordOrphanDelivery, JobDelivery, type DeliveryTimers } from '../../../adapters/discord/job-delivery.js';
+import { handedOverText } from '../../../commands/messages.js';
 import { silentLogger } from '../../../src/logger.js';
 import type { JobOutput, JobRecord, MessageReference } from '../../../src/service/types.js';
 import { FakeDiscord } from '../../fakes/fake-discord/fake-discord.js';
@@ -130,6 +132,23 @@ describe('JobDelivery', () => {
     expect(note.content).toMatch(/went wrong/);
     expect(note.content).not.toMatch(/secret internals/);
     expect(note.components[0]?.components.map((button) => button.label)).toEqual(['🔄']);
+  });
+
+  test('a restart of the bot: the status message says once that the result still comes, and nothing changes it afterwards', async () => {
+    const { token, delivery } = await deferred();
+    delivery.openOriginal('Queued');
+    await fake.waitFor(() => edits(token).length === 1, 'the first edit');
+    void delivery.listener.progress?.({ job: job(), fraction: 0.2, stage: 'decoder', etaMs: 0 });
+    await delivery.listener.handedOver?.({ job: { ...job(), status: 'running' } });
+    await delivery.settled;
+    expect(edits(token)).toHaveLength(2);
+    expect(edits(token)[1]).toContain(handedOverText(true));
+    void delivery.listener.progress?.({ job: job(), fraction: 0.6, stage: 'decoder', etaMs: 0 });
+    timers.advance(5000);
+    expect(timers.pending).toEqual([]);
+    expect(edits(token)).toHaveLength(2);
+    // The next bot posts the result in the channel; this one posts nothing more.
+    expect(fake.callsTo('/channels/:channel/messages', 'POST')).toHaveLength(0);
   });
 
   describe('a job whose bot process is gone (discordOrphanDelivery)', () => {

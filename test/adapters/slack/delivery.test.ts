@@ -2,10 +2,12 @@
  * One job's messages on Slack, driven directly: the gate that keeps the "queued" reply first,
  * progress edits at most once per interval (on a manual clock), failure notices, the
  * response_url fallback for ephemeral messages, and a job taken over from a bot process that is
- * gone (slackOrphanDelivery) editing the status message the first one recorded.
+ * gone (slackOrphanDelivery) editing the status message the first one recorded, after the first
+ * one said there, as it restarted, that the result still comes.
  */
 import { webApi } from '@slack/bolt';
 import { decodeButton } from '../../../commands/custom-id.js';
+import { handedOverText } from '../../../commands/messages.js';
 import { SlackJobDelivery, slackOrphanDelivery, tellUser, type SlackDeliveryContext } from '../../../adapters/slack/delivery.js';
 import { ErrorCode, JobError, serializeError } from '../../../src/errors.js';
 import { silentLogger } from '../../../src/logger.js';
@@ -127,6 +129,29 @@ describe('SlackJobDelivery', () => {
     // Web API calls carry the bot token only (the upload itself goes to a pre-signed URL).
     expect(fake.calls.filter((call) => call.method !== 'upload').every((call) => call.token === fake.botToken)).toBe(true);
     expect(attached.at(-1)?.message).toMatchObject({ platform: 'slack', channelId: 'C1', messageId: fake.buttonMessages()[0]!.ts });
+  });
+
+  test('a restart of the bot: the status message says the result still comes (posted and recorded if there was none), and nothing follows', async () => {
+    const waiting: JobRecord = { ...job, status: 'queued' };
+    const first = new SlackJobDelivery({ channelId: 'C1', userId: 'U0ALICE' }, context);
+    first.open();
+    await first.queued({ job: waiting, position: 2, etaMs: 5000 });
+    const status = fake.messages[0]!;
+    await first.handedOver({ job: waiting });
+    expect(status.text).toContain(handedOverText(false));
+    clock += 10_000;
+    await first.progress({ job, fraction: 0.5, etaMs: 1000 });
+    expect(fake.callsOf('chat.update')).toHaveLength(1);
+    expect(status.text).toContain(handedOverText(false));
+
+    const second = new SlackJobDelivery({ channelId: 'C2', userId: 'U0ALICE' }, context);
+    second.open();
+    await second.handedOver({ job: { ...job, id: 'job_second' } });
+    expect(fake.messages.map((message) => message.channel)).toEqual(['C1', 'C2']);
+    expect(fake.messages[1]!.text).toContain(handedOverText(true));
+    // Recorded, so that the bot that takes the job over goes on editing it.
+    expect(attached.at(-1)).toEqual({ jobId: 'job_second', message: expect.objectContaining({ role: 'status', channelId: 'C2', messageId: fake.messages[1]!.ts }) });
+    expect(fake.ephemerals).toEqual([]);
   });
 
   test('a job whose bot process is gone before its status was posted: the status goes to the requester\'s channel; no channel, no delivery', async () => {
