@@ -453,8 +453,8 @@ def upsampler_quality(pipe, n=24, seed=0):
     return res
 
 
-def sweep(pipe, run, n=6, seed=0, prior_guidances=(1.0, 2.0, 4.0), decoder_guidances=(1.0, 2.0, 3.0),
-          up_steps=(1, 2, 4, 8)):
+def sweep(pipe, run, n=6, seed=0, prior_guidances=(1.0, 2.0, 4.0), decoder_guidances=(1.0, 1.5),
+          up_steps=(1, 2, 4)):
     """Pick the engine defaults on a small prompt set (a different seed from the evaluation's prompts):
     guidance pair by overall score, upsampler-1 steps by overall score, upsampler-2 steps by PSNR.
     Writes <run>/defaults.json (read by the export and by Pipeline)."""

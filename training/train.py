@@ -38,7 +38,7 @@ CONFIGS = {
         # whichever comes first; the learning-rate schedule follows whichever is further along.
         clip_minutes=0.0, prior_minutes=0.0, dec_minutes=0.0, up1_minutes=0.0, up2_minutes=0.0,
         cliptext_steps=3000, cliptext_batch=256, cliptext_lr=1e-3, cliptext_minutes=0.0,
-        dec_sketch=1, clip_map_weight=1.0, up_cache=6000,
+        dec_sketch=1, clip_map_weight=1.0, up_cache=6000, prior_captions=4,
     ),
     "tiny": dict(
         n_data=512, embed_dim=128, text_width=32, text_layers=1, img_ch=(8, 8, 16, 16),
@@ -49,10 +49,10 @@ CONFIGS = {
         up2_steps=2, up2_batch=2, up2_lr=1e-3, up2_ch=(8, 8, 16),
         crop=32, ckpt_seconds=1e9, cliptext_steps=3, cliptext_batch=16, cliptext_lr=1e-3,
         clip_minutes=0.0, prior_minutes=0.0, dec_minutes=0.0, up1_minutes=0.0, up2_minutes=0.0,
-        cliptext_minutes=0.0, dec_sketch=1, clip_map_weight=1.0, up_cache=16,
+        cliptext_minutes=0.0, dec_sketch=1, clip_map_weight=1.0, up_cache=16, prior_captions=2,
     ),
 }
-STAGES = ["data", "up_data", "clip", "embed", "clip_text", "prior", "decoder", "up1", "up2", "export"]
+STAGES = ["data", "up_data", "clip", "embed", "clip_text", "text_embed", "prior", "decoder", "up1", "up2", "export"]
 SCHED = {"prior": scheduler_config("sample", False), "decoder": scheduler_config("v_prediction", True),
          "up1": scheduler_config("v_prediction", True), "up2": scheduler_config("v_prediction", True)}
 DEC_SIZE, UP1_FACTOR, UP2_FACTOR = 32, 4, 2
@@ -381,6 +381,31 @@ def stage_clip_text(args, cfg):
 
 # ------------------------------------------------------------------ prior
 
+def stage_text_embed(args, cfg):
+    """Cache the final text tower's outputs for K training captions per scene, so that a prior step is only
+    the prior (tokenising and encoding 128 captions dominated its step time): embeddings [N, K, E] and
+    hidden states [N, K, L, W] in float16 (zeros after the end token stay exactly zero)."""
+    _, _, scenes = load_data(args.out)
+    clip = load_clip(args.out, cfg)
+    tok = get_tokenizer()
+    rng = random.Random(args.seed * 1000 + 17)
+    K = cfg["prior_captions"]
+    ids = torch.tensor([tok(W.caption(s, rng, "train")[0]) for s in scenes for _ in range(K)])
+    L = int(ids.argmax(-1).max()) + 1
+    ids = ids[:, :L]
+    te, th = [], []
+    with torch.no_grad():
+        for i in range(0, len(ids), 2048):
+            e, h = clip.text(ids[i:i + 2048])
+            te.append(e)
+            th.append(h.half())
+    N = len(scenes)
+    torch.save({"te": torch.cat(te).reshape(N, K, -1), "th": torch.cat(th).reshape(N, K, L, -1)},
+               os.path.join(args.out, "data_text_embeds.pt"))
+    return {"n": N, "captions_per_scene": K, "tokens": L}
+
+
+
 def build_prior(cfg):
     return Prior(cfg["embed_dim"], cfg["text_width"], cfg["prior_width"], cfg["prior_depth"])
 
@@ -402,14 +427,21 @@ def stage_prior(args, cfg):
     sched = Schedule(SCHED["prior"])
     k = math.sqrt(cfg["embed_dim"])
     N, B = len(scenes), cfg["prior_batch"]
+    cache_path = os.path.join(args.out, "data_text_embeds.pt")
+    cache = torch.load(cache_path) if os.path.exists(cache_path) else None
     while tr.running():
         idx = np.random.choice(N, B, replace=False)
-        ids, _ = text_batch([scenes[i] for i in idx], rng)
-        with torch.no_grad():
-            te, th = clip.text(ids)
+        if cache is not None:
+            choice = torch.randint(0, cache["te"].shape[1], (B,))
+            rows = torch.from_numpy(idx)
+            te, th = cache["te"][rows, choice], cache["th"][rows, choice].float()
+        else:
+            ids, _ = text_batch([scenes[i] for i in idx], rng)
+            with torch.no_grad():
+                te, th = clip.text(ids)
         drop = torch.rand(B) < 0.1
         te = torch.where(drop[:, None], ue.expand(B, -1), te)
-        th = torch.where(drop[:, None, None], uh.expand(B, -1, -1), th)
+        th = torch.where(drop[:, None, None], uh[:, :th.shape[1]].expand(B, -1, -1), th)
         x0 = embs[idx] * k
         noise = torch.randn_like(x0)
         t = torch.randint(0, 1000, (B,))
@@ -582,6 +614,8 @@ def main():
             info = stage_clip_text(args, cfg)
         elif stage == "embed":
             info = stage_embed(args, cfg)
+        elif stage == "text_embed":
+            info = stage_text_embed(args, cfg)
         elif stage == "prior":
             info = stage_prior(args, cfg)
         elif stage == "decoder":
