@@ -7,7 +7,8 @@ import os
 
 from . import world as W
 
-STAGE_NAMES = {"data": "dataset cache (60k scenes)", "clip": "CLIP, phase 1 (joint, contrastive + attribute heads)",
+STAGE_NAMES = {"data": "dataset cache (60k scenes)", "up_data": "upsampler target cache (6k scenes at 256 px)",
+               "text_embed": "cache text encodings (4 captions per scene)", "clip": "CLIP, phase 1 (joint, contrastive + attribute heads)",
                "embed": "cache image embeddings", "clip_text": "CLIP, phase 2 (locked-image text tuning)",
                "prior": "prior", "decoder": "decoder (32 px)", "up1": "upsampler 1 (32 -> 128)",
                "up2": "upsampler 2 (128 -> 256)"}
@@ -85,7 +86,7 @@ def main():
     batch = {"clip": cfg["clip_batch"], "clip_text": cfg.get("cliptext_batch"), "prior": cfg["prior_batch"],
              "decoder": cfg["dec_batch"], "up1": cfg["up1_batch"], "up2": cfg["up2_batch"]}
     tot = 0.0
-    for st in ["data", "clip", "embed", "clip_text", "prior", "decoder", "up1", "up2"]:
+    for st in ["data", "up_data", "clip", "embed", "clip_text", "text_embed", "prior", "decoder", "up1", "up2"]:
         f = os.path.join(args.run, st + ".done")
         if not os.path.exists(f):
             continue
