@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 OUT=${1:-training/runs/v2}
 SEED=${2:-0}
 SETS="--set clip_steps=100000 --set clip_minutes=25 --set cliptext_steps=100000 --set cliptext_minutes=10
-  --set prior_steps=1000000 --set prior_minutes=45 --set dec_steps=1000000 --set dec_minutes=88
+  --set prior_steps=1000000 --set prior_minutes=59 --set dec_steps=1000000 --set dec_minutes=88
   --set up1_steps=1000000 --set up1_minutes=40 --set up2_steps=1000000 --set up2_minutes=25"
 T="/usr/bin/python3 -m training.train --out $OUT --seed $SEED --threads 1 $SETS"
 mkdir -p "$OUT"
