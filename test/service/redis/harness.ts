@@ -37,6 +37,22 @@ export async function redisAvailable(): Promise<boolean> {
 export const testTimings: Partial<WorkerTimings> = { lockDurationMs: 1000, stalledIntervalMs: 500, parkMs: 300 };
 
 /** One isolated deployment: its own queue, key prefix and job store namespace. */
+/**
+ * A factory of Deployments for one test file: registers an afterEach that cleans up every
+ * Deployment the factory made during the test.
+ */
+export function deploymentsCleanedAfterEach(): (label: string) => Deployment {
+  const created: Deployment[] = [];
+  afterEach(async () => {
+    for (const deployment of created.splice(0)) await deployment.cleanup();
+  });
+  return (label) => {
+    const deployment = new Deployment(label);
+    created.push(deployment);
+    return deployment;
+  };
+}
+
 export class Deployment {
   readonly names: QueueNames;
   readonly namespace: string;

@@ -13,21 +13,12 @@ import type { Requester } from '../../../src/service/types.js';
 import { FakeEngine } from '../../fakes/fake-engine.js';
 import { params, recordingListener, user } from '../helpers.js';
 import { configuredLimits, limitControlsContract } from '../limit-controls-contract.js';
-import { Deployment, redisAvailable, redisUrl } from './harness.js';
+import { deploymentsCleanedAfterEach, redisAvailable, redisUrl } from './harness.js';
 
 const redisUp = await redisAvailable();
 if (!redisUp) console.warn('Skipping the QUEUE=redis limit tests: no Redis answers on 127.0.0.1:6379 (.ci/run starts one).');
 
-const deployments: Deployment[] = [];
-afterEach(async () => {
-  for (const deployment of deployments.splice(0)) await deployment.cleanup();
-});
-
-function deployment(label: string): Deployment {
-  const created = new Deployment(label);
-  deployments.push(created);
-  return created;
-}
+const deployment = deploymentsCleanedAfterEach();
 
 const capabilities = new FakeEngine().capabilities;
 /** Generous rate limits, so that only the limit under test refuses. */

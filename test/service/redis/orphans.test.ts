@@ -12,7 +12,7 @@ import type { RedisGenerationService } from '../../../src/service/redis/redis-se
 import type { JobRecord, OrphanDelivery } from '../../../src/service/types.js';
 import { FakeEngine } from '../../fakes/fake-engine.js';
 import { params, recordingListener, until, user, type RecordingListener } from '../helpers.js';
-import { Deployment, eventually, redisAvailable, redisUrl, type ChildHandle } from './harness.js';
+import { deploymentsCleanedAfterEach, eventually, type Deployment, redisAvailable, redisUrl, type ChildHandle } from './harness.js';
 
 const redisUp = await redisAvailable();
 if (!redisUp) console.warn('Skipping the QUEUE=redis orphan tests: no Redis answers on 127.0.0.1:6379 (.ci/run starts one).');
@@ -20,22 +20,12 @@ if (!redisUp) console.warn('Skipping the QUEUE=redis orphan tests: no Redis answ
 /** Heartbeats of the bots in these tests: a killed bot's jobs are adopted within about a second. */
 const ownerTimeoutMs = 600;
 
-const deployments: Deployment[] = [];
+const deployment = deploymentsCleanedAfterEach();
 let client: Redis | undefined;
-
-afterEach(async () => {
-  for (const deployment of deployments.splice(0)) await deployment.cleanup();
-});
 
 afterAll(() => {
   client?.disconnect();
 });
-
-function deployment(label: string): Deployment {
-  const created = new Deployment(label);
-  deployments.push(created);
-  return created;
-}
 
 function redis(): Redis {
   client ??= new Redis(redisUrl, { maxRetriesPerRequest: 1 });

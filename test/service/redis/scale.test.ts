@@ -8,21 +8,12 @@ import { decodeImage } from '../../../src/image/encode.js';
 import type { JobListener, JobRecord } from '../../../src/service/types.js';
 import { FakeEngine } from '../../fakes/fake-engine.js';
 import { params, recordingListener, until, user, type RecordingListener } from '../helpers.js';
-import { Deployment, eventually, redisAvailable, redisUrl, type ChildHandle } from './harness.js';
+import { deploymentsCleanedAfterEach, eventually, redisAvailable, redisUrl, type ChildHandle } from './harness.js';
 
 const redisUp = await redisAvailable();
 if (!redisUp) console.warn('Skipping the QUEUE=redis scale-out tests: no Redis answers on 127.0.0.1:6379 (.ci/run starts one).');
 
-const deployments: Deployment[] = [];
-afterEach(async () => {
-  for (const deployment of deployments.splice(0)) await deployment.cleanup();
-});
-
-function deployment(label: string): Deployment {
-  const created = new Deployment(label);
-  deployments.push(created);
-  return created;
-}
+const deployment = deploymentsCleanedAfterEach();
 
 /** A recording listener that also notes retry notices, and whether each came before the end. */
 function retryingListener(): RecordingListener & { retries: Array<{ attempt: number; beforeEnd: boolean }> } {
