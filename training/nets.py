@@ -11,7 +11,7 @@ VOCAB_SIZE = 49408
 def timestep_embedding(t, dim):
     t = t.float()
     half = dim // 2
-    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32) / half)
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
     a = t[:, None] * freqs[None]
     return torch.cat([torch.cos(a), torch.sin(a)], dim=-1)
 
@@ -75,7 +75,7 @@ class TextEncoder(nn.Module):
             x = b(x, mask)
         x = self.ln(x)
         eot = input_ids.argmax(-1)
-        pos = torch.arange(L)[None, :]
+        pos = torch.arange(L, device=input_ids.device)[None, :]
         onehot = (pos == eot[:, None]).float()
         pooled = (onehot[:, :, None] * x).sum(1)
         # hidden states after the end token are zeroed, so padding never matters downstream

@@ -1,0 +1,566 @@
+"""Accelerated rebuild of imagine-shapes: the networks, world, losses and run-folder format of train.py, with
+the data pre-rendered once by parallel worker processes and held on the device, and the stages run at the
+same time as separate processes sharing one accelerator, each ended by a wall-clock deadline.
+
+  python3 -m training.fast --out RUN --device cuda --seconds 520 [--workers 15] [--pack DIR]
+  /usr/bin/python3 -m training.fast --out /tmp/fast-check --device cpu --tiny --seconds 60   (a quick check)
+  /usr/bin/python3 -m training.fast --unpack DIR --out training/runs/gpu1   (a packed run -> a run folder)
+
+Schedule (t = 0 when the data is ready):
+  up1, up2       t = 0 .. deadline
+  clip           joint CLIP until `clip_share` of the time, then the text-only phase until `clip_text_share`
+  decoder        from the end of joint CLIP (it needs only the frozen image tower and layout head) .. deadline
+  prior          from the end of the text phase .. deadline
+Each writes <stage>.pt in train.py's format ({"model", "ema", "step", "elapsed"}) and <stage>.done, so that
+`training.export`, `training.evaluate` and `training.verify_onnx` read the run folder unchanged. `--pack`
+stores the weights as .npz (readable by any numpy/torch version) in a tar split into 15 MiB parts.
+"""
+import argparse
+import glob
+import io
+import json
+import math
+import multiprocessing
+import os
+import random
+import subprocess
+import sys
+import tarfile
+import time
+
+import numpy as np
+
+from . import world as W
+
+HEADS = list(W.ATTR_HEADS)
+UP_SIZE = 256  # train.UP_SIZE, without importing torch into the render workers
+
+FAST = dict(
+    n_data=200000, captions=8, up_cache=20000,
+    text_width=128, text_layers=3, prior_width=384, prior_depth=6,
+    clip_batch=512, clip_lr=1e-3, cliptext_batch=1024, cliptext_lr=5e-4,
+    prior_batch=512, prior_lr=5e-4, dec_batch=128, dec_lr=1e-3,
+    up1_batch=64, up1_lr=1e-3, up2_batch=32, up2_lr=1e-3,
+    clip_share=0.30, clip_text_share=0.40, ema_decay=0.999, save_seconds=60,
+)
+FAST_TINY = dict(FAST, n_data=2000, captions=2, up_cache=64, clip_batch=32, cliptext_batch=64, prior_batch=32,
+                 dec_batch=8, up1_batch=4, up2_batch=2)
+
+
+# ------------------------------------------------------------------ data, rendered by worker processes
+
+def _render_chunk(job):
+    kind, out, seed, index, n, K = job
+    rng = random.Random(seed * 1000003 + index * 7919 + (17 if kind == "up" else 0))
+    if kind == "up":
+        imgs = np.stack([W.render(W.sample_scene(rng, split="train"), UP_SIZE) for _ in range(n)])
+        np.save(os.path.join(out, "chunks", f"up-{index:04d}.npy"), imgs)
+        return []
+    from .tokenizer import get_tokenizer
+    tok = get_tokenizer()
+    imgs = np.zeros((n, 64, 64, 3), np.uint8)
+    maps = np.zeros((n, 8, 8, 2), np.int16)
+    itgt = np.zeros((n, len(HEADS)), np.int16)
+    ids = np.zeros((n, K, 77), np.int32)
+    ttgt = np.zeros((n, K, len(HEADS)), np.int16)
+    vocab = set()
+    for i in range(n):
+        s = W.sample_scene(rng, split="train")
+        imgs[i] = W.render(s, 64, hi=128)
+        a, b = W.label_maps(s)
+        maps[i, ..., 0], maps[i, ..., 1] = a, b
+        t = W.attr_targets(s)
+        itgt[i] = [t[h] for h in HEADS]
+        for k in range(K):
+            text, mentioned = W.caption(s, rng, "train")
+            ids[i, k] = tok(text)
+            t = W.attr_targets(s, mentioned)
+            ttgt[i, k] = [t[h] for h in HEADS]
+        vocab.update(int(v) for v in np.unique(ids[i]))
+        # as train.vocab_ids: the vocabulary also covers the evaluation's phrasings and emoji captions
+        vocab.update(tok.ids(W.caption(s, rng, "eval")[0]))
+        vocab.update(tok.ids(W.caption(s, rng, "eval", emoji=all(
+            (g["color"], g["shape"]) in W.EMOJI for g in s["groups"]))[0]))
+    np.savez(os.path.join(out, "chunks", f"data-{index:04d}.npz"), imgs=imgs, maps=maps, itgt=itgt, ids=ids, ttgt=ttgt)
+    return sorted(vocab)
+
+
+def prepare(args, fast, workers):
+    """Render the scenes (64 px + label maps + K tokenised captions with their targets) and the upsamplers'
+    256 px cache in chunks, in parallel; write vocab_ids.json. Returns seconds taken."""
+    from .tokenizer import get_tokenizer
+    t0 = time.time()
+    os.makedirs(os.path.join(args.out, "chunks"), exist_ok=True)
+    chunk = 2000 if not args.tiny else 500
+    jobs = [("up", args.out, args.seed, i, min(500, fast["up_cache"] - i * 500), 0)
+            for i in range((fast["up_cache"] + 499) // 500)]
+    jobs += [("data", args.out, args.seed, i, min(chunk, fast["n_data"] - i * chunk), fast["captions"])
+             for i in range((fast["n_data"] + chunk - 1) // chunk)]
+    vocab = {0, 49406, 49407}
+    tok = get_tokenizer()
+    for t in W.vocabulary_texts():
+        vocab.update(tok.ids(t))
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        for v in pool.imap_unordered(_render_chunk, jobs):
+            vocab.update(v)
+    with open(os.path.join(args.out, "vocab_ids.json"), "w") as f:
+        json.dump(sorted(vocab), f)
+    return time.time() - t0
+
+
+def load_chunks(out, kind, keys=None):
+    if kind == "up":
+        return np.concatenate([np.load(p) for p in sorted(glob.glob(os.path.join(out, "chunks", "up-*.npy")))])
+    parts = [np.load(p) for p in sorted(glob.glob(os.path.join(out, "chunks", "data-*.npz")))]
+    return {k: np.concatenate([p[k] for p in parts]) for k in keys}
+
+
+# ------------------------------------------------------------------ one stage's optimiser, EMA, deadline
+
+class Run:
+    """AdamW with warm-up and a cosine schedule that follows the wall clock to the deadline, an EMA copy,
+    and a checkpoint in train.py's format every `save_seconds`."""
+
+    def __init__(self, torch, out, stage, model, lr, deadline, fast, warmup=200, ema=True):
+        import copy
+        self.torch, self.out, self.stage, self.model = torch, out, stage, model
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.opt = torch.optim.AdamW(self.params, lr=lr, weight_decay=0.0)
+        self.lr, self.warmup, self.deadline, self.fast = lr, warmup, deadline, fast
+        self.start = time.time()
+        self.ema = copy.deepcopy(model).eval() if ema else None
+        if self.ema is not None:
+            self.ema_params = list(self.ema.parameters())
+            self.model_params = list(model.parameters())
+        self.step = 0
+        self.last_save = time.time()
+
+    def progress(self):
+        return min(1.0, (time.time() - self.start) / max(1e-6, self.deadline - self.start))
+
+    def running(self):
+        return time.time() < self.deadline
+
+    def update(self, loss):
+        torch = self.torch
+        lr = self.lr * min(1.0, (self.step + 1) / self.warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * self.progress())))
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+        self.opt.step()
+        if self.ema is not None:
+            d = min(self.fast["ema_decay"], (1 + self.step) / (10 + self.step))
+            with torch.no_grad():
+                torch._foreach_mul_(self.ema_params, d)
+                torch._foreach_add_(self.ema_params, [p.detach() for p in self.model_params], alpha=1 - d)
+                for be, b in zip(self.ema.buffers(), self.model.buffers()):
+                    be.copy_(b)
+        self.step += 1
+        if time.time() - self.last_save > self.fast["save_seconds"]:
+            self.save()
+
+    def save(self, name=None, info=None):
+        torch = self.torch
+        cpu = lambda m: {k: v.detach().cpu() for k, v in m.state_dict().items()}
+        ck = {"model": cpu(self.model), "step": self.step, "elapsed": time.time() - self.start}
+        if self.ema is not None:
+            ck["ema"] = cpu(self.ema)
+        path = os.path.join(self.out, (name or self.stage) + ".pt")
+        torch.save(ck, path + ".tmp")
+        os.replace(path + ".tmp", path)
+        self.last_save = time.time()
+        if info is not None:
+            with open(os.path.join(self.out, (name or self.stage) + ".done"), "w") as f:
+                json.dump(info, f)
+
+
+def log(out, stage, msg):
+    line = f"[{time.strftime('%H:%M:%S')}] {stage}: {msg}"
+    print(line, flush=True)
+    with open(os.path.join(out, "train.log"), "a") as f:
+        f.write(line + "\n")
+
+
+def wait_for(out, marker, deadline):
+    while not os.path.exists(os.path.join(out, marker)):
+        if time.time() > deadline:
+            raise SystemExit(f"{marker} did not appear before the deadline")
+        time.sleep(1)
+
+
+# ------------------------------------------------------------------ stages
+
+ROLE_SEEDS = {"clip": 10, "prior": 20, "decoder": 30, "up1": 40, "up2": 50}
+
+
+def masked_cross_entropy(logits, target):
+    """Mean cross-entropy over the known targets (0 where none is known), with no host sync."""
+    import torch.nn.functional as F
+    known = target != W.IGN
+    loss = F.cross_entropy(logits, target.clamp(min=0), reduction="none")
+    return (loss * known).sum() / known.sum().clamp(min=1)
+
+
+def setup(args):
+    import torch
+    torch.manual_seed(args.seed * 1000 + ROLE_SEEDS[args.role])
+    random.seed(args.seed * 1000 + ROLE_SEEDS[args.role])
+    torch.set_num_threads(args.threads)
+    if args.device != "cpu":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    return torch, torch.device(args.device)
+
+
+def images(torch, u8):
+    return u8.permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def text_data(torch, dev, d):
+    ids = torch.from_numpy(d["ids"]).to(dev)
+    length = int((ids.argmax(-1)).max()) + 1  # the longest caption, end token included
+    return ids[:, :, :length].contiguous(), torch.from_numpy(d["ttgt"].astype(np.int64)).to(dev)
+
+
+def role_clip(args, cfg, fast):
+    torch, dev = setup(args)
+    import torch.nn.functional as F
+    from .train import build_clip, to_tensor, text_batch
+    d = load_chunks(args.out, "data", ["imgs", "maps", "itgt", "ids", "ttgt"])
+    imgs = torch.from_numpy(d["imgs"]).to(dev)
+    maps = torch.from_numpy(d["maps"].astype(np.int64)).to(dev)
+    itgt = torch.from_numpy(d["itgt"].astype(np.int64)).to(dev)
+    ids, ttgt = text_data(torch, dev, d)
+    N, K = ids.shape[0], ids.shape[1]
+    clip = build_clip(args.out, cfg).to(dev)
+    t0, span = time.time(), args.deadline - args.t0
+    joint_end, text_end = args.t0 + span * fast["clip_share"], args.t0 + span * fast["clip_text_share"]
+    run = Run(torch, args.out, "clip", clip, fast["clip_lr"], joint_end, fast, warmup=200, ema=False)
+    B = fast["clip_batch"]
+    lab = torch.arange(B, device=dev)
+    ce = masked_cross_entropy
+    while run.running():
+        idx = torch.randperm(N, device=dev)[:B]
+        k = torch.randint(0, K, (B,), device=dev)
+        ie = clip.image(images(torch, imgs[idx]))
+        te, _ = clip.text(ids[idx, k].long())
+        scale = clip.logit_scale.exp().clamp(max=100)
+        logits = scale * ie @ te.t()
+        l_nce = (F.cross_entropy(logits, lab) + F.cross_entropy(logits.t(), lab)) / 2
+        ai, at = clip.attr_logits(ie), clip.attr_logits(te)
+        tt, it = ttgt[idx, k], itgt[idx]
+        l_ai = sum(ce(ai[h], it[:, j]) for j, h in enumerate(HEADS)) / len(HEADS)
+        l_at = sum(ce(at[h], tt[:, j]) for j, h in enumerate(HEADS)) / len(HEADS)
+        mc, ms = clip.map_logits(ie)
+        mt = maps[idx]
+        l_map = F.cross_entropy(mc.reshape(-1, mc.shape[-1]), mt[..., 0].reshape(-1)) + \
+            F.cross_entropy(ms.reshape(-1, ms.shape[-1]), mt[..., 1].reshape(-1))
+        loss = l_nce + l_ai + l_at + cfg["clip_map_weight"] * l_map
+        run.update(loss)
+        if run.step % 200 == 0:
+            acc = (logits.argmax(1) == lab).float().mean().item()
+            log(args.out, "clip", f"step {run.step} loss {loss.item():.3f} nce {l_nce.item():.3f} attr_img {l_ai.item():.3f} "
+                f"attr_txt {l_at.item():.3f} map {l_map.item():.3f} acc {acc:.2f} {time.time() - t0:.0f}s")
+    joint_steps = run.step
+    clip.eval()
+    with torch.no_grad():
+        embs = torch.cat([clip.image(images(torch, imgs[i:i + 4096])) for i in range(0, N, 4096)])
+    torch.save(embs.cpu(), os.path.join(args.out, "data_img_embeds.pt"))
+    run.save("clip", {"steps": joint_steps, "seconds": time.time() - t0})
+    log(args.out, "clip", f"joint phase done at step {joint_steps}; image embeddings of {N} scenes saved")
+
+    # phase 2 (LiT): image tower, heads and layout map frozen; the text tower keeps training
+    clip.train()
+    for p in clip.parameters():
+        p.requires_grad_(False)
+    for p in clip.text.parameters():
+        p.requires_grad_(True)
+    clip.logit_scale.requires_grad_(True)
+    run = Run(torch, args.out, "clip_text", clip, fast["cliptext_lr"], text_end, fast, warmup=100, ema=False)
+    B = fast["cliptext_batch"]
+    lab = torch.arange(B, device=dev)
+    while run.running():
+        idx = torch.randperm(N, device=dev)[:B]
+        k = torch.randint(0, K, (B,), device=dev)
+        te, _ = clip.text(ids[idx, k].long())
+        scale = clip.logit_scale.exp().clamp(max=100)
+        logits = scale * embs[idx] @ te.t()
+        l_nce = (F.cross_entropy(logits, lab) + F.cross_entropy(logits.t(), lab)) / 2
+        at = clip.attr_logits(te)
+        tt = ttgt[idx, k]
+        l_at = sum(ce(at[h], tt[:, j]) for j, h in enumerate(HEADS)) / len(HEADS)
+        loss = l_nce + 2.0 * l_at
+        run.update(loss)
+        if run.step % 200 == 0:
+            acc = (logits.argmax(1) == lab).float().mean().item()
+            log(args.out, "clip_text", f"step {run.step} loss {loss.item():.3f} nce {l_nce.item():.3f} "
+                f"attr_txt {l_at.item():.3f} acc {acc:.2f}")
+    clip.eval()
+    info = {"joint_steps": joint_steps, "steps": run.step, "seconds": time.time() - t0}
+    with torch.no_grad():
+        r2 = random.Random(5)
+        sc = [W.sample_scene(r2, split="eval") for _ in range(256)]
+        eids, etgt = text_batch(sc, r2, "eval")
+        te, _ = clip.text(eids.to(dev))
+        ie = clip.image(to_tensor(np.stack([W.render(s, 64, hi=128) for s in sc])).to(dev))
+        at = clip.attr_logits(te)
+        etgt = {h: v.to(dev) for h, v in etgt.items()}
+        info["heldout_text_attr_acc"] = {h: round(((at[h].argmax(1) == etgt[h]) | (etgt[h] == W.IGN)).float().mean().item(), 3)
+                                         for h in HEADS}
+        info["retrieval_top1_256"] = ((ie @ te.t()).argmax(1) == torch.arange(256, device=dev)).float().mean().item()
+    run.save("clip_text", info)
+    log(args.out, "clip_text", json.dumps(info))
+
+
+def role_prior(args, cfg, fast):
+    torch, dev = setup(args)
+    import torch.nn.functional as F
+    from .diffusion import Schedule
+    from .tokenizer import get_tokenizer
+    from .train import SCHED, build_prior, load_clip
+    d = load_chunks(args.out, "data", ["ids"])
+    ids, _ = text_data(torch, dev, dict(d, ttgt=np.zeros(1, np.int16)))
+    wait_for(args.out, "clip_text.done", args.deadline)
+    clip = load_clip(args.out, cfg).to(dev)
+    for p in clip.parameters():
+        p.requires_grad_(False)
+    embs = torch.load(os.path.join(args.out, "data_img_embeds.pt")).to(dev)
+    with torch.no_grad():
+        ue, uh = clip.text(torch.tensor([get_tokenizer()("")], device=dev))
+    prior = build_prior(cfg).to(dev)
+    run = Run(torch, args.out, "prior", prior, fast["prior_lr"], args.deadline, fast, warmup=200)
+    sched = Schedule(SCHED["prior"])
+    sched.alphas_cumprod = sched.alphas_cumprod.to(dev)
+    scale = math.sqrt(cfg["embed_dim"])
+    N, K, B = ids.shape[0], ids.shape[1], fast["prior_batch"]
+    t0 = time.time()
+    while run.running():
+        idx = torch.randint(0, N, (B,), device=dev)
+        k = torch.randint(0, K, (B,), device=dev)
+        with torch.no_grad():
+            te, th = clip.text(ids[idx, k].long())
+        drop = torch.rand(B, device=dev) < 0.1
+        te = torch.where(drop[:, None], ue.expand(B, -1), te)
+        th = torch.where(drop[:, None, None], uh[:, :th.shape[1]].expand(B, -1, -1), th)
+        x0 = embs[idx] * scale
+        noise = torch.randn_like(x0)
+        t = torch.randint(0, 1000, (B,), device=dev)
+        pred = prior(sched.add_noise(x0, noise, t), t, te, th)
+        loss = F.mse_loss(pred, x0)
+        run.update(loss)
+        if run.step % 500 == 0:
+            cos = F.cosine_similarity(pred, x0).mean().item()
+            log(args.out, "prior", f"step {run.step} loss {loss.item():.4f} cos {cos:.3f} {time.time() - t0:.0f}s")
+    run.save(info={"steps": run.step, "seconds": time.time() - t0, "batch": B})
+    log(args.out, "prior", f"done at step {run.step}")
+
+
+def role_decoder(args, cfg, fast):
+    torch, dev = setup(args)
+    import torch.nn.functional as F
+    from .diffusion import Schedule
+    from .train import SCHED, build_clip, build_decoder
+    d = load_chunks(args.out, "data", ["imgs"])
+    imgs = torch.from_numpy(d["imgs"]).to(dev)
+    wait_for(args.out, "clip.done", args.deadline)
+    model = build_decoder(cfg)
+    clip = build_clip(args.out, cfg)
+    clip.load_state_dict(torch.load(os.path.join(args.out, "clip.pt"), map_location="cpu")["model"])
+    model.sketch.load_from_clip(clip)
+    model = model.to(dev)
+    embs = torch.load(os.path.join(args.out, "data_img_embeds.pt")).to(dev)
+    run = Run(torch, args.out, "decoder", model, fast["dec_lr"], args.deadline, fast, warmup=200)
+    sched = Schedule(SCHED["decoder"])
+    sched.alphas_cumprod = sched.alphas_cumprod.to(dev)
+    N, B = len(embs), fast["dec_batch"]
+    t0, ema_loss = time.time(), None
+    while run.running():
+        idx = torch.randint(0, N, (B,), device=dev)
+        x0, c = F.avg_pool2d(images(torch, imgs[idx]), 2), embs[idx]
+        # robustness to prior samples and variation noise: perturb half of the embeddings a little
+        z = torch.randn_like(c) / math.sqrt(c.shape[1])
+        sig = torch.rand(B, 1, device=dev) * 0.15 * (torch.rand(B, 1, device=dev) < 0.5)
+        c = F.normalize(c + sig * z, dim=-1)
+        c = c * (torch.rand(B, 1, device=dev) >= 0.1)  # conditioning dropout (zeros = unconditional)
+        noise = torch.randn_like(x0)
+        t = torch.randint(0, 1000, (B,), device=dev)
+        pred = model(sched.add_noise(x0, noise, t), t, c)
+        loss = F.mse_loss(pred, sched.target(x0, noise, t))
+        run.update(loss)
+        if run.step % 500 == 0:
+            ema_loss = loss.item() if ema_loss is None else 0.9 * ema_loss + 0.1 * loss.item()
+            log(args.out, "decoder", f"step {run.step} loss {ema_loss:.4f} {time.time() - t0:.0f}s")
+    run.save(info={"steps": run.step, "seconds": time.time() - t0, "batch": B})
+    log(args.out, "decoder", f"done at step {run.step}")
+
+
+def role_up(args, cfg, fast, which):
+    torch, dev = setup(args)
+    import torch.nn.functional as F
+    from .diffusion import Schedule
+    from .train import DEC_SIZE, SCHED, UP1_FACTOR, UP2_FACTOR, build_up
+    cache = torch.from_numpy(load_chunks(args.out, "up")).to(dev)
+    hi, factor = (DEC_SIZE * UP1_FACTOR, UP1_FACTOR) if which == "up1" else (DEC_SIZE * UP1_FACTOR * UP2_FACTOR, UP2_FACTOR)
+    model = build_up(cfg, which).to(dev)
+    run = Run(torch, args.out, which, model, fast[which + "_lr"], args.deadline, fast, warmup=100)
+    sched = Schedule(SCHED[which])
+    sched.alphas_cumprod = sched.alphas_cumprod.to(dev)
+    B, crop = fast[which + "_batch"], cfg["crop"]
+    ar = torch.arange(crop, device=dev)
+    rows_b = torch.arange(B, device=dev)[:, None, None, None]
+    chans = torch.arange(3, device=dev)[None, :, None, None]
+    t0, ema_loss = time.time(), None
+    while run.running():
+        x = images(torch, cache[torch.randint(0, len(cache), (B,), device=dev)])
+        if hi != x.shape[2]:
+            x = F.avg_pool2d(x, x.shape[2] // hi)
+        x = torch.rot90(x, random.randrange(4), (2, 3))
+        if random.random() < 0.5:
+            x = x.flip(3)
+        lo = F.avg_pool2d(x, factor)
+        lo = lo + torch.randn_like(lo) * (torch.rand(B, 1, 1, 1, device=dev) * 0.03)
+        lo_up = F.interpolate(lo, scale_factor=factor, mode="bilinear", align_corners=False)
+        ys = torch.randint(0, hi - crop + 1, (B,), device=dev)[:, None] + ar
+        xs = torch.randint(0, hi - crop + 1, (B,), device=dev)[:, None] + ar
+        pick = (rows_b, chans, ys[:, None, :, None], xs[:, None, None, :])
+        x0, low = x[pick], lo_up[pick]
+        noise = torch.randn_like(x0)
+        t = torch.randint(0, 1000, (B,), device=dev)
+        pred = model(sched.add_noise(x0, noise, t), t, None, low)
+        loss = F.mse_loss(pred, sched.target(x0, noise, t))
+        run.update(loss)
+        if run.step % 500 == 0:
+            ema_loss = loss.item() if ema_loss is None else 0.9 * ema_loss + 0.1 * loss.item()
+            log(args.out, which, f"step {run.step} loss {ema_loss:.4f} {time.time() - t0:.0f}s")
+    run.save(info={"steps": run.step, "seconds": time.time() - t0, "batch": B})
+    log(args.out, which, f"done at step {run.step}")
+
+
+# ------------------------------------------------------------------ orchestration, packing
+
+def config(args):
+    from .train import CONFIGS
+    fast = dict(FAST_TINY if args.tiny else FAST)
+    cfg = dict(CONFIGS["tiny" if args.tiny else "default"])
+    for k in ("n_data", "text_width", "text_layers", "prior_width", "prior_depth", "up_cache"):
+        if not args.tiny or k in ("n_data", "up_cache"):
+            cfg[k] = fast[k]
+    cfg["prior_captions"] = fast["captions"]
+    for kv in args.set:
+        k, v = kv.split("=", 1)
+        target = fast if k in fast else cfg
+        target[k] = type(target[k])(eval(v)) if not isinstance(target[k], tuple) else tuple(eval(v))
+    return cfg, fast
+
+
+def pack(run, dest):
+    """The weights as .npz (no pickle, any numpy reads them), configs, markers and log: a tar split in 15 MiB parts."""
+    import torch
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for p in sorted(glob.glob(os.path.join(run, "*.json")) + glob.glob(os.path.join(run, "*.done"))
+                        + [os.path.join(run, "train.log")]):
+            if os.path.exists(p):
+                tar.add(p, arcname=os.path.basename(p))
+        for p in sorted(glob.glob(os.path.join(run, "*.pt"))):
+            name = os.path.basename(p)[:-3]
+            if name.startswith("data_"):
+                continue
+            ck = torch.load(p, map_location="cpu")
+            weights = ck.get("ema", ck["model"])
+            arrays = {k: v.numpy() for k, v in weights.items()}
+            arrays["__step__"] = np.array(ck["step"])
+            b = io.BytesIO()
+            np.savez(b, **arrays)
+            info = tarfile.TarInfo(name + ".npz")
+            info.size = b.tell()
+            b.seek(0)
+            tar.addfile(info, b)
+    data = buf.getvalue()
+    os.makedirs(dest, exist_ok=True)
+    part = 15 * 1024 * 1024
+    for i in range(0, len(data), part):
+        with open(os.path.join(dest, f"run.tgz.{i // part:02d}"), "wb") as f:
+            f.write(data[i:i + part])
+    return len(data)
+
+
+def unpack(src, out):
+    """A packed run -> a run folder in train.py's format (model = ema = the packed weights)."""
+    import torch
+    os.makedirs(out, exist_ok=True)
+    data = b"".join(open(p, "rb").read() for p in sorted(glob.glob(os.path.join(src, "run.tgz.*"))))
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        for m in tar.getmembers():
+            blob = tar.extractfile(m).read()
+            if m.name.endswith(".npz"):
+                z = np.load(io.BytesIO(blob))
+                weights = {k: torch.from_numpy(z[k].copy()) for k in z.files if k != "__step__"}
+                ck = {"model": weights, "ema": weights, "step": int(z["__step__"])}
+                torch.save(ck, os.path.join(out, m.name[:-4] + ".pt"))
+            else:
+                with open(os.path.join(out, m.name), "wb") as f:
+                    f.write(blob)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default="training/runs/fast")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--tiny", action="store_true")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--seconds", type=float, default=520, help="wall time for everything, data included")
+    ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per stage process on cpu")
+    ap.add_argument("--pack", default=None, help="write the packed run here when done")
+    ap.add_argument("--unpack", default=None, help="a folder of run.tgz.* parts: unpack into --out and stop")
+    ap.add_argument("--set", action="append", default=[])
+    ap.add_argument("--role", default=None)
+    ap.add_argument("--t0", type=float, default=0)
+    ap.add_argument("--deadline", type=float, default=0)
+    args = ap.parse_args()
+    if args.unpack:
+        unpack(args.unpack, args.out)
+        return
+    cfg, fast = config(args)
+    if args.role:
+        roles = {"clip": role_clip, "prior": role_prior, "decoder": role_decoder,
+                 "up1": lambda a, c, f: role_up(a, c, f, "up1"), "up2": lambda a, c, f: role_up(a, c, f, "up2")}
+        roles[args.role](args, cfg, fast)
+        return
+    start = time.time()
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "config.json"), "w") as f:
+        json.dump({"seed": args.seed, "tiny": args.tiny, **cfg}, f, indent=1)
+    with open(os.path.join(args.out, "fast.json"), "w") as f:
+        json.dump(fast, f, indent=1)
+    seconds = prepare(args, fast, args.workers)
+    log(args.out, "data", f"{fast['n_data']} scenes x {fast['captions']} captions, {fast['up_cache']} at 256 px: {seconds:.0f}s")
+    t0 = time.time()
+    deadline = start + args.seconds
+    procs = {}
+    for role in ("up1", "up2", "clip", "decoder", "prior"):
+        cmd = [sys.executable, "-m", "training.fast", "--out", args.out, "--seed", str(args.seed), "--device", args.device,
+               "--threads", str(args.threads), "--role", role, "--t0", str(t0), "--deadline", str(deadline)]
+        cmd += ["--tiny"] if args.tiny else []
+        for kv in args.set:
+            cmd += ["--set", kv]
+        procs[role] = subprocess.Popen(cmd, cwd=os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    codes = {}
+    for role, p in procs.items():
+        try:
+            codes[role] = p.wait(timeout=max(1, deadline + 90 - time.time()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            codes[role] = "killed"
+    log(args.out, "fast", f"exit codes {codes}; total {time.time() - start:.0f}s")
+    if args.pack:
+        n = pack(args.out, args.pack)
+        log(args.out, "fast", f"packed {n / 1e6:.1f} MB into {args.pack}")
+
+
+if __name__ == "__main__":
+    main()
