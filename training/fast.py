@@ -192,7 +192,7 @@ def wait_for(out, marker, deadline):
 
 # ------------------------------------------------------------------ stages
 
-ROLE_SEEDS = {"clip": 10, "prior": 20, "decoder": 30, "up1": 40, "up2": 50}
+ROLE_SEEDS = {"clip": 10, "embed": 15, "prior": 20, "decoder": 30, "up1": 40, "up2": 50}
 
 
 def masked_cross_entropy(logits, target):
@@ -269,6 +269,7 @@ def role_clip(args, cfg, fast):
     with torch.no_grad():
         embs = torch.cat([clip.image(images(torch, imgs[i:i + 4096])) for i in range(0, N, 4096)])
     torch.save(embs.cpu(), os.path.join(args.out, "data_img_embeds.pt"))
+    open(os.path.join(args.out, "embed.done"), "w").write("{}")
     run.save("clip", {"steps": joint_steps, "seconds": time.time() - t0})
     log(args.out, "clip", f"joint phase done at step {joint_steps}; image embeddings of {N} scenes saved")
 
@@ -315,6 +316,33 @@ def role_clip(args, cfg, fast):
     log(args.out, "clip_text", json.dumps(info))
 
 
+def role_embed(args, cfg, fast):
+    """Only the image embeddings of this run's scenes, from a resumed run's CLIP (when clip is not trained)."""
+    torch, dev = setup(args)
+    from .train import build_clip
+    imgs = torch.from_numpy(load_chunks(args.out, "data", ["imgs"])["imgs"]).to(dev)
+    clip = build_clip(args.out, cfg)
+    clip.load_state_dict(torch.load(os.path.join(args.out, "clip.pt"), map_location="cpu")["model"])
+    clip = clip.to(dev).eval()
+    with torch.no_grad():
+        embs = torch.cat([clip.image(images(torch, imgs[i:i + 4096])) for i in range(0, len(imgs), 4096)])
+    torch.save(embs.cpu(), os.path.join(args.out, "data_img_embeds.pt"))
+    open(os.path.join(args.out, "embed.done"), "w").write("{}")
+    log(args.out, "embed", f"image embeddings of {len(embs)} scenes saved")
+
+
+def resume_weights(args, stage, model):
+    """--resume DIR: start this stage from DIR/<stage>.pt (its EMA weights) instead of from scratch."""
+    import torch
+    path = os.path.join(args.resume, stage + ".pt") if args.resume else None
+    if path and os.path.exists(path):
+        ck = torch.load(path, map_location="cpu")
+        model.load_state_dict(ck.get("ema", ck["model"]))
+        log(args.out, stage, f"resumed from {path} (step {ck.get('step')})")
+        return int(ck.get("step", 0))
+    return 0
+
+
 def role_prior(args, cfg, fast):
     torch, dev = setup(args)
     import torch.nn.functional as F
@@ -327,10 +355,13 @@ def role_prior(args, cfg, fast):
     clip = load_clip(args.out, cfg).to(dev)
     for p in clip.parameters():
         p.requires_grad_(False)
+    wait_for(args.out, "embed.done", args.deadline)
     embs = torch.load(os.path.join(args.out, "data_img_embeds.pt")).to(dev)
     with torch.no_grad():
         ue, uh = clip.text(torch.tensor([get_tokenizer()("")], device=dev))
-    prior = build_prior(cfg).to(dev)
+    prior = build_prior(cfg)
+    before = resume_weights(args, "prior", prior)
+    prior = prior.to(dev)
     run = Run(torch, args.out, "prior", prior, fast["prior_lr"], args.deadline, fast, warmup=200)
     sched = Schedule(SCHED["prior"])
     sched.alphas_cumprod = sched.alphas_cumprod.to(dev)
@@ -354,7 +385,8 @@ def role_prior(args, cfg, fast):
         if run.step % 500 == 0:
             cos = F.cosine_similarity(pred, x0).mean().item()
             log(args.out, "prior", f"step {run.step} loss {loss.item():.4f} cos {cos:.3f} {time.time() - t0:.0f}s")
-    run.save(info={"steps": run.step, "seconds": time.time() - t0, "batch": B})
+    run.step += before
+    run.save(info={"steps": run.step, "resumed_from": before, "seconds": time.time() - t0, "batch": B})
     log(args.out, "prior", f"done at step {run.step}")
 
 
@@ -370,7 +402,9 @@ def role_decoder(args, cfg, fast):
     clip = build_clip(args.out, cfg)
     clip.load_state_dict(torch.load(os.path.join(args.out, "clip.pt"), map_location="cpu")["model"])
     model.sketch.load_from_clip(clip)
+    before = resume_weights(args, "decoder", model)
     model = model.to(dev)
+    wait_for(args.out, "embed.done", args.deadline)
     embs = torch.load(os.path.join(args.out, "data_img_embeds.pt")).to(dev)
     run = Run(torch, args.out, "decoder", model, fast["dec_lr"], args.deadline, fast, warmup=200)
     sched = Schedule(SCHED["decoder"])
@@ -393,7 +427,8 @@ def role_decoder(args, cfg, fast):
         if run.step % 500 == 0:
             ema_loss = loss.item() if ema_loss is None else 0.9 * ema_loss + 0.1 * loss.item()
             log(args.out, "decoder", f"step {run.step} loss {ema_loss:.4f} {time.time() - t0:.0f}s")
-    run.save(info={"steps": run.step, "seconds": time.time() - t0, "batch": B})
+    run.step += before
+    run.save(info={"steps": run.step, "resumed_from": before, "seconds": time.time() - t0, "batch": B})
     log(args.out, "decoder", f"done at step {run.step}")
 
 
@@ -404,7 +439,9 @@ def role_up(args, cfg, fast, which):
     from .train import DEC_SIZE, SCHED, UP1_FACTOR, UP2_FACTOR, build_up
     cache = torch.from_numpy(load_chunks(args.out, "up")).to(dev)
     hi, factor = (DEC_SIZE * UP1_FACTOR, UP1_FACTOR) if which == "up1" else (DEC_SIZE * UP1_FACTOR * UP2_FACTOR, UP2_FACTOR)
-    model = build_up(cfg, which).to(dev)
+    model = build_up(cfg, which)
+    before = resume_weights(args, which, model)
+    model = model.to(dev)
     run = Run(torch, args.out, which, model, fast[which + "_lr"], args.deadline, fast, warmup=100)
     sched = Schedule(SCHED[which])
     sched.alphas_cumprod = sched.alphas_cumprod.to(dev)
@@ -435,7 +472,8 @@ def role_up(args, cfg, fast, which):
         if run.step % 500 == 0:
             ema_loss = loss.item() if ema_loss is None else 0.9 * ema_loss + 0.1 * loss.item()
             log(args.out, which, f"step {run.step} loss {ema_loss:.4f} {time.time() - t0:.0f}s")
-    run.save(info={"steps": run.step, "seconds": time.time() - t0, "batch": B})
+    run.step += before
+    run.save(info={"steps": run.step, "resumed_from": before, "seconds": time.time() - t0, "batch": B})
     log(args.out, which, f"done at step {run.step}")
 
 
@@ -518,6 +556,9 @@ def main():
     ap.add_argument("--pack", default=None, help="write the packed run here when done")
     ap.add_argument("--unpack", default=None, help="a folder of run.tgz.* parts: unpack into --out and stop")
     ap.add_argument("--set", action="append", default=[])
+    ap.add_argument("--roles", default="up1,up2,clip,decoder,prior", help="the stages to train")
+    ap.add_argument("--resume", default=None, help="a run folder: its CLIP (when clip is not trained) and the "
+                    "weights each trained stage starts from")
     ap.add_argument("--role", default=None)
     ap.add_argument("--t0", type=float, default=0)
     ap.add_argument("--deadline", type=float, default=0)
@@ -527,7 +568,7 @@ def main():
         return
     cfg, fast = config(args)
     if args.role:
-        roles = {"clip": role_clip, "prior": role_prior, "decoder": role_decoder,
+        roles = {"clip": role_clip, "embed": role_embed, "prior": role_prior, "decoder": role_decoder,
                  "up1": lambda a, c, f: role_up(a, c, f, "up1"), "up2": lambda a, c, f: role_up(a, c, f, "up2")}
         roles[args.role](args, cfg, fast)
         return
@@ -538,14 +579,28 @@ def main():
     with open(os.path.join(args.out, "fast.json"), "w") as f:
         json.dump(fast, f, indent=1)
     seconds = prepare(args, fast, args.workers)
+    if args.resume:  # the resumed CLIP's vocabulary table, not this run's
+        import shutil
+        shutil.copy(os.path.join(args.resume, "vocab_ids.json"), os.path.join(args.out, "vocab_ids.json"))
     log(args.out, "data", f"{fast['n_data']} scenes x {fast['captions']} captions, {fast['up_cache']} at 256 px: {seconds:.0f}s")
+    with open(os.path.join(args.out, "data.done"), "w") as f:
+        json.dump({"n": fast["n_data"], "captions": fast["captions"], "up_cache": fast["up_cache"], "seconds": seconds,
+                   "workers": args.workers}, f)
     t0 = time.time()
     deadline = start + args.seconds
     procs = {}
-    for role in ("up1", "up2", "clip", "decoder", "prior"):
+    roles = args.roles.split(",")
+    if "clip" not in roles and ("decoder" in roles or "prior" in roles):
+        import shutil
+        for name in ("clip.pt", "clip.done", "clip_text.pt", "clip_text.done"):
+            if os.path.exists(os.path.join(args.resume, name)):
+                shutil.copy(os.path.join(args.resume, name), os.path.join(args.out, name))
+        roles.append("embed")
+    for role in roles:
         cmd = [sys.executable, "-m", "training.fast", "--out", args.out, "--seed", str(args.seed), "--device", args.device,
                "--threads", str(args.threads), "--role", role, "--t0", str(t0), "--deadline", str(deadline)]
         cmd += ["--tiny"] if args.tiny else []
+        cmd += ["--resume", os.path.abspath(args.resume)] if args.resume else []
         for kv in args.set:
             cmd += ["--set", kv]
         procs[role] = subprocess.Popen(cmd, cwd=os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -557,6 +612,8 @@ def main():
             p.kill()
             codes[role] = "killed"
     log(args.out, "fast", f"exit codes {codes}; total {time.time() - start:.0f}s")
+    with open(os.path.join(args.out, "fast.json"), "w") as f:
+        json.dump({**fast, "total_seconds": round(time.time() - start), "exit_codes": codes}, f, indent=1)
     if args.pack:
         n = pack(args.out, args.pack)
         log(args.out, "fast", f"packed {n / 1e6:.1f} MB into {args.pack}")
