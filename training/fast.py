@@ -41,7 +41,7 @@ FAST = dict(
     clip_batch=512, clip_lr=1e-3, cliptext_batch=1024, cliptext_lr=5e-4,
     prior_batch=512, prior_lr=5e-4, dec_batch=128, dec_lr=1e-3,
     up1_batch=64, up1_lr=1e-3, up2_batch=32, up2_lr=1e-3,
-    clip_share=0.30, clip_text_share=0.40, ema_decay=0.999, save_seconds=60,
+    clip_share=0.30, clip_text_share=0.40, ema_decay=0.999, save_seconds=60, unknown_p=0.2,
 )
 FAST_TINY = dict(FAST, n_data=2000, captions=2, up_cache=64, clip_batch=32, cliptext_batch=64, prior_batch=32,
                  dec_batch=8, up1_batch=4, up2_batch=2)
@@ -121,7 +121,7 @@ class Run:
     """AdamW with warm-up and a cosine schedule that follows the wall clock to the deadline, an EMA copy,
     and a checkpoint in train.py's format every `save_seconds`."""
 
-    def __init__(self, torch, out, stage, model, lr, deadline, fast, warmup=200, ema=True):
+    def __init__(self, torch, out, stage, model, lr, deadline, fast, warmup=200, ema=True, resumed=False):
         import copy
         self.torch, self.out, self.stage, self.model = torch, out, stage, model
         self.params = [p for p in model.parameters() if p.requires_grad]
@@ -133,6 +133,7 @@ class Run:
             self.ema_params = list(self.ema.parameters())
             self.model_params = list(model.parameters())
         self.step = 0
+        self.resumed = resumed  # a resumed stage's EMA starts from trained weights: no EMA warm-up
         self.last_save = time.time()
 
     def progress(self):
@@ -151,7 +152,7 @@ class Run:
         torch.nn.utils.clip_grad_norm_(self.params, 1.0)
         self.opt.step()
         if self.ema is not None:
-            d = min(self.fast["ema_decay"], (1 + self.step) / (10 + self.step))
+            d = self.fast["ema_decay"] if self.resumed else min(self.fast["ema_decay"], (1 + self.step) / (10 + self.step))
             with torch.no_grad():
                 torch._foreach_mul_(self.ema_params, d)
                 torch._foreach_add_(self.ema_params, [p.detach() for p in self.model_params], alpha=1 - d)
@@ -192,7 +193,7 @@ def wait_for(out, marker, deadline):
 
 # ------------------------------------------------------------------ stages
 
-ROLE_SEEDS = {"clip": 10, "embed": 15, "prior": 20, "decoder": 30, "up1": 40, "up2": 50}
+ROLE_SEEDS = {"clip": 10, "clip_text": 12, "embed": 15, "prior": 20, "decoder": 30, "up1": 40, "up2": 50}
 
 
 def masked_cross_entropy(logits, target):
@@ -273,26 +274,68 @@ def role_clip(args, cfg, fast):
     run.save("clip", {"steps": joint_steps, "seconds": time.time() - t0})
     log(args.out, "clip", f"joint phase done at step {joint_steps}; image embeddings of {N} scenes saved")
 
-    # phase 2 (LiT): image tower, heads and layout map frozen; the text tower keeps training
+    text_phase(args, cfg, fast, torch, dev, clip, embs, ids, ttgt, text_end, t0, {"joint_steps": joint_steps})
+
+
+def unknown_id(out):
+    """A CLIP id outside the world's vocabulary: the text encoder maps it to its UNK row."""
+    used = set(json.load(open(os.path.join(out, "vocab_ids.json"))))
+    return max(i for i in range(49406) if i not in used)
+
+
+def insert_unknown(torch, ids, unk, p, most=3):
+    """With probability p per slot (up to `most` per caption), insert the unknown token at a random place between
+    the start and end tokens: words the captions never use (the evaluation's own phrasings, a user's filler)
+    then reach the encoders as tokens they have learned to look past. ids [B, L] -> [B, L + most]."""
+    B, L = ids.shape
+    dev = ids.device
+    eot = ids.argmax(-1, keepdim=True)
+    pos = torch.arange(L, device=dev).expand(B, L).float()
+    pos = torch.where(pos > eot, pos + 1000.0, pos)  # padding stays after everything
+    active = torch.rand(B, most, device=dev) < p
+    where = 0.5 + torch.rand(B, most, device=dev) * (eot.float() - 0.5)  # after the start token, before the end token
+    keys = torch.cat([pos, torch.where(active, where, torch.full_like(where, 5000.0))], 1)
+    tokens = torch.cat([ids, torch.where(active, torch.full_like(where, unk, dtype=ids.dtype), torch.zeros_like(ids[:, :most]))], 1)
+    return tokens.gather(1, keys.argsort(1))
+
+
+def tie_unseen_rows(torch, clip, ids):
+    """Rows of the vocabulary table that no training caption uses were never trained: give them the UNK row,
+    so an unseen word means 'unknown' rather than a random vector."""
+    table = clip.text.tok.weight
+    seen = torch.zeros(table.shape[0], dtype=torch.bool, device=table.device)
+    seen[clip.text.remap[ids.unique().long()]] = True
+    seen[0] = True
+    with torch.no_grad():
+        table[~seen] = table[0].detach().clone()
+    return int((~seen).sum())
+
+
+def text_phase(args, cfg, fast, torch, dev, clip, embs, ids, ttgt, end, t0, info):
+    """CLIP phase 2 (LiT): image tower, heads and layout map frozen; the text tower keeps training against the
+    cached image embeddings, with unknown words inserted into a share of its captions."""
+    import torch.nn.functional as F
+    from .train import to_tensor, text_batch
     clip.train()
     for p in clip.parameters():
         p.requires_grad_(False)
     for p in clip.text.parameters():
         p.requires_grad_(True)
     clip.logit_scale.requires_grad_(True)
-    run = Run(torch, args.out, "clip_text", clip, fast["cliptext_lr"], text_end, fast, warmup=100, ema=False)
-    B = fast["cliptext_batch"]
+    run = Run(torch, args.out, "clip_text", clip, fast["cliptext_lr"], end, fast, warmup=100, ema=False)
+    N, K, B = ids.shape[0], ids.shape[1], fast["cliptext_batch"]
+    unk = unknown_id(args.out)
     lab = torch.arange(B, device=dev)
     while run.running():
         idx = torch.randperm(N, device=dev)[:B]
         k = torch.randint(0, K, (B,), device=dev)
-        te, _ = clip.text(ids[idx, k].long())
+        te, _ = clip.text(insert_unknown(torch, ids[idx, k].long(), unk, fast["unknown_p"]))
         scale = clip.logit_scale.exp().clamp(max=100)
         logits = scale * embs[idx] @ te.t()
         l_nce = (F.cross_entropy(logits, lab) + F.cross_entropy(logits.t(), lab)) / 2
         at = clip.attr_logits(te)
         tt = ttgt[idx, k]
-        l_at = sum(ce(at[h], tt[:, j]) for j, h in enumerate(HEADS)) / len(HEADS)
+        l_at = sum(masked_cross_entropy(at[h], tt[:, j]) for j, h in enumerate(HEADS)) / len(HEADS)
         loss = l_nce + 2.0 * l_at
         run.update(loss)
         if run.step % 200 == 0:
@@ -300,7 +343,8 @@ def role_clip(args, cfg, fast):
             log(args.out, "clip_text", f"step {run.step} loss {loss.item():.3f} nce {l_nce.item():.3f} "
                 f"attr_txt {l_at.item():.3f} acc {acc:.2f}")
     clip.eval()
-    info = {"joint_steps": joint_steps, "steps": run.step, "seconds": time.time() - t0}
+    info = {**info, "steps": run.step, "seconds": time.time() - t0, "unknown_p": fast["unknown_p"],
+            "rows_tied_to_unknown": tie_unseen_rows(torch, clip, ids)}
     with torch.no_grad():
         r2 = random.Random(5)
         sc = [W.sample_scene(r2, split="eval") for _ in range(256)]
@@ -314,6 +358,25 @@ def role_clip(args, cfg, fast):
         info["retrieval_top1_256"] = ((ie @ te.t()).argmax(1) == torch.arange(256, device=dev)).float().mean().item()
     run.save("clip_text", info)
     log(args.out, "clip_text", json.dumps(info))
+
+
+def role_clip_text(args, cfg, fast):
+    """Only CLIP's text phase, from a resumed run's CLIP (clip_text.pt, else clip.pt)."""
+    torch, dev = setup(args)
+    from .train import build_clip
+    d = load_chunks(args.out, "data", ["ids", "ttgt"])
+    ids, ttgt = text_data(torch, dev, d)
+    clip = build_clip(args.out, cfg)
+    start = os.path.join(args.resume, "clip_text.pt")
+    start = start if os.path.exists(start) else os.path.join(args.resume, "clip.pt")
+    clip.load_state_dict(torch.load(start, map_location="cpu")["model"])
+    clip = clip.to(dev)
+    log(args.out, "clip_text", f"resumed from {start}")
+    wait_for(args.out, "embed.done", args.deadline)
+    embs = torch.load(os.path.join(args.out, "data_img_embeds.pt")).to(dev)
+    span = args.deadline - args.t0
+    text_phase(args, cfg, fast, torch, dev, clip, embs, ids, ttgt, args.t0 + span * fast["clip_text_share"],
+               time.time(), {"resumed_from": start})
 
 
 def role_embed(args, cfg, fast):
@@ -362,17 +425,18 @@ def role_prior(args, cfg, fast):
     prior = build_prior(cfg)
     before = resume_weights(args, "prior", prior)
     prior = prior.to(dev)
-    run = Run(torch, args.out, "prior", prior, fast["prior_lr"], args.deadline, fast, warmup=200)
+    run = Run(torch, args.out, "prior", prior, fast["prior_lr"], args.deadline, fast, warmup=200, resumed=before > 0)
     sched = Schedule(SCHED["prior"])
     sched.alphas_cumprod = sched.alphas_cumprod.to(dev)
     scale = math.sqrt(cfg["embed_dim"])
+    unk = unknown_id(args.out)
     N, K, B = ids.shape[0], ids.shape[1], fast["prior_batch"]
     t0 = time.time()
     while run.running():
         idx = torch.randint(0, N, (B,), device=dev)
         k = torch.randint(0, K, (B,), device=dev)
         with torch.no_grad():
-            te, th = clip.text(ids[idx, k].long())
+            te, th = clip.text(insert_unknown(torch, ids[idx, k].long(), unk, fast["unknown_p"]))
         drop = torch.rand(B, device=dev) < 0.1
         te = torch.where(drop[:, None], ue.expand(B, -1), te)
         th = torch.where(drop[:, None, None], uh[:, :th.shape[1]].expand(B, -1, -1), th)
@@ -406,7 +470,7 @@ def role_decoder(args, cfg, fast):
     model = model.to(dev)
     wait_for(args.out, "embed.done", args.deadline)
     embs = torch.load(os.path.join(args.out, "data_img_embeds.pt")).to(dev)
-    run = Run(torch, args.out, "decoder", model, fast["dec_lr"], args.deadline, fast, warmup=200)
+    run = Run(torch, args.out, "decoder", model, fast["dec_lr"], args.deadline, fast, warmup=200, resumed=before > 0)
     sched = Schedule(SCHED["decoder"])
     sched.alphas_cumprod = sched.alphas_cumprod.to(dev)
     N, B = len(embs), fast["dec_batch"]
@@ -442,7 +506,7 @@ def role_up(args, cfg, fast, which):
     model = build_up(cfg, which)
     before = resume_weights(args, which, model)
     model = model.to(dev)
-    run = Run(torch, args.out, which, model, fast[which + "_lr"], args.deadline, fast, warmup=100)
+    run = Run(torch, args.out, which, model, fast[which + "_lr"], args.deadline, fast, warmup=100, resumed=before > 0)
     sched = Schedule(SCHED[which])
     sched.alphas_cumprod = sched.alphas_cumprod.to(dev)
     B, crop = fast[which + "_batch"], cfg["crop"]
@@ -568,7 +632,7 @@ def main():
         return
     cfg, fast = config(args)
     if args.role:
-        roles = {"clip": role_clip, "embed": role_embed, "prior": role_prior, "decoder": role_decoder,
+        roles = {"clip": role_clip, "clip_text": role_clip_text, "embed": role_embed, "prior": role_prior, "decoder": role_decoder,
                  "up1": lambda a, c, f: role_up(a, c, f, "up1"), "up2": lambda a, c, f: role_up(a, c, f, "up2")}
         roles[args.role](args, cfg, fast)
         return
@@ -590,9 +654,10 @@ def main():
     deadline = start + args.seconds
     procs = {}
     roles = args.roles.split(",")
-    if "clip" not in roles and ("decoder" in roles or "prior" in roles):
+    if "clip" not in roles:  # reuse the resumed run's CLIP (its text phase too, unless that is trained again)
         import shutil
-        for name in ("clip.pt", "clip.done", "clip_text.pt", "clip_text.done"):
+        names = ("clip.pt", "clip.done") + (("clip_text.pt", "clip_text.done") if "clip_text" not in roles else ())
+        for name in names:
             if os.path.exists(os.path.join(args.resume, name)):
                 shutil.copy(os.path.join(args.resume, name), os.path.join(args.out, name))
         roles.append("embed")
