@@ -41,7 +41,7 @@ FAST = dict(
     clip_batch=512, clip_lr=1e-3, cliptext_batch=1024, cliptext_lr=5e-4,
     prior_batch=512, prior_lr=5e-4, dec_batch=128, dec_lr=1e-3,
     up1_batch=64, up1_lr=1e-3, up2_batch=32, up2_lr=1e-3,
-    clip_share=0.30, clip_text_share=0.40, ema_decay=0.999, save_seconds=60, unknown_p=0.2,
+    clip_share=0.30, clip_text_share=0.40, ema_decay=0.999, save_seconds=60, noise_p=0.2,
 )
 FAST_TINY = dict(FAST, n_data=2000, captions=2, up_cache=64, clip_batch=32, cliptext_batch=64, prior_batch=32,
                  dec_batch=8, up1_batch=4, up2_batch=2)
@@ -277,16 +277,25 @@ def role_clip(args, cfg, fast):
     text_phase(args, cfg, fast, torch, dev, clip, embs, ids, ttgt, text_end, t0, {"joint_steps": joint_steps})
 
 
-def unknown_id(out):
-    """A CLIP id outside the world's vocabulary: the text encoder maps it to its UNK row."""
+FILLER = ["a", "the", "of", "with", "is", "it", "there", ","]
+
+
+def noise_tokens(torch, out, dev):
+    """What insert_noise draws from: half the time a CLIP id outside the world's vocabulary (the text encoder
+    maps it to its UNK row), else a function word of the captions that says nothing by itself."""
+    from .tokenizer import get_tokenizer
     used = set(json.load(open(os.path.join(out, "vocab_ids.json"))))
-    return max(i for i in range(49406) if i not in used)
+    unknown = max(i for i in range(49406) if i not in used)
+    tok = get_tokenizer()
+    words = [tok.ids(w)[1] for w in FILLER]  # [start, word, end]
+    return torch.tensor([unknown] * len(words) + words, device=dev)
 
 
-def insert_unknown(torch, ids, unk, p, most=3):
-    """With probability p per slot (up to `most` per caption), insert the unknown token at a random place between
-    the start and end tokens: words the captions never use (the evaluation's own phrasings, a user's filler)
-    then reach the encoders as tokens they have learned to look past. ids [B, L] -> [B, L + most]."""
+def insert_noise(torch, ids, noise, p, most=3):
+    """With probability p per slot (up to `most` per caption), insert a token drawn from `noise` at a random place
+    between the start and end tokens (random insertion, as in EDA): words the captions never use (the
+    evaluation's own phrasings, a user's filler) and stray function words then reach the encoders as tokens
+    they have learned to look past. ids [B, L] -> [B, L + most]."""
     B, L = ids.shape
     dev = ids.device
     eot = ids.argmax(-1, keepdim=True)
@@ -295,7 +304,8 @@ def insert_unknown(torch, ids, unk, p, most=3):
     active = torch.rand(B, most, device=dev) < p
     where = 0.5 + torch.rand(B, most, device=dev) * (eot.float() - 0.5)  # after the start token, before the end token
     keys = torch.cat([pos, torch.where(active, where, torch.full_like(where, 5000.0))], 1)
-    tokens = torch.cat([ids, torch.where(active, torch.full_like(where, unk, dtype=ids.dtype), torch.zeros_like(ids[:, :most]))], 1)
+    drawn = noise[torch.randint(0, len(noise), (B, most), device=dev)].to(ids.dtype)
+    tokens = torch.cat([ids, torch.where(active, drawn, torch.zeros_like(drawn))], 1)
     return tokens.gather(1, keys.argsort(1))
 
 
@@ -324,12 +334,12 @@ def text_phase(args, cfg, fast, torch, dev, clip, embs, ids, ttgt, end, t0, info
     clip.logit_scale.requires_grad_(True)
     run = Run(torch, args.out, "clip_text", clip, fast["cliptext_lr"], end, fast, warmup=100, ema=False)
     N, K, B = ids.shape[0], ids.shape[1], fast["cliptext_batch"]
-    unk = unknown_id(args.out)
+    noise = noise_tokens(torch, args.out, dev)
     lab = torch.arange(B, device=dev)
     while run.running():
         idx = torch.randperm(N, device=dev)[:B]
         k = torch.randint(0, K, (B,), device=dev)
-        te, _ = clip.text(insert_unknown(torch, ids[idx, k].long(), unk, fast["unknown_p"]))
+        te, _ = clip.text(insert_noise(torch, ids[idx, k].long(), noise, fast["noise_p"]))
         scale = clip.logit_scale.exp().clamp(max=100)
         logits = scale * embs[idx] @ te.t()
         l_nce = (F.cross_entropy(logits, lab) + F.cross_entropy(logits.t(), lab)) / 2
@@ -343,7 +353,7 @@ def text_phase(args, cfg, fast, torch, dev, clip, embs, ids, ttgt, end, t0, info
             log(args.out, "clip_text", f"step {run.step} loss {loss.item():.3f} nce {l_nce.item():.3f} "
                 f"attr_txt {l_at.item():.3f} acc {acc:.2f}")
     clip.eval()
-    info = {**info, "steps": run.step, "seconds": time.time() - t0, "unknown_p": fast["unknown_p"],
+    info = {**info, "steps": run.step, "seconds": time.time() - t0, "noise_p": fast["noise_p"], "noise_words": FILLER,
             "rows_tied_to_unknown": tie_unseen_rows(torch, clip, ids)}
     with torch.no_grad():
         r2 = random.Random(5)
@@ -429,14 +439,14 @@ def role_prior(args, cfg, fast):
     sched = Schedule(SCHED["prior"])
     sched.alphas_cumprod = sched.alphas_cumprod.to(dev)
     scale = math.sqrt(cfg["embed_dim"])
-    unk = unknown_id(args.out)
+    noise = noise_tokens(torch, args.out, dev)
     N, K, B = ids.shape[0], ids.shape[1], fast["prior_batch"]
     t0 = time.time()
     while run.running():
         idx = torch.randint(0, N, (B,), device=dev)
         k = torch.randint(0, K, (B,), device=dev)
         with torch.no_grad():
-            te, th = clip.text(insert_unknown(torch, ids[idx, k].long(), unk, fast["unknown_p"]))
+            te, th = clip.text(insert_noise(torch, ids[idx, k].long(), noise, fast["noise_p"]))
         drop = torch.rand(B, device=dev) < 0.1
         te = torch.where(drop[:, None], ue.expand(B, -1), te)
         th = torch.where(drop[:, None, None], uh[:, :th.shape[1]].expand(B, -1, -1), th)

@@ -58,6 +58,27 @@ def test_world():
     print("world ok")
 
 
+def test_insert_noise():
+    import torch
+    from training.fast import insert_noise
+    tok = SimpleTokenizer()
+    ids = torch.tensor([tok("two red circles on a blue background"), tok("star")])
+    noise = torch.tensor([49405, 539])
+    torch.manual_seed(0)
+    for _ in range(20):
+        out = insert_noise(torch, ids, noise, 0.7)
+        assert out.shape == (2, 80)
+        for row, original in zip(out.tolist(), ids.tolist()):
+            end = row.index(49407)
+            assert row[0] == 49406 and all(t == 0 for t in row[end + 1:]), row
+            kept = [t for t in row[1:end] if t not in (49405, 539)]
+            body = [t for t in original[1:original.index(49407)]]
+            assert kept == body, (kept, body)  # the caption's own words, in order; only noise was added
+            assert end - 1 - len(body) <= 3
+    assert (insert_noise(torch, ids, noise, 0.0)[:, :77] == ids).all()
+    print("insert_noise ok")
+
+
 def test_checker():
     from training import evaluate as E
     ps = E.make_prompts(n=3)
@@ -70,4 +91,5 @@ if __name__ == "__main__":
     test_tokenizer()
     test_world()
     test_checker()
+    test_insert_noise()
     print("all tests passed")
