@@ -334,12 +334,12 @@ def text_phase(args, cfg, fast, torch, dev, clip, embs, ids, ttgt, end, t0, info
     clip.logit_scale.requires_grad_(True)
     run = Run(torch, args.out, "clip_text", clip, fast["cliptext_lr"], end, fast, warmup=100, ema=False)
     N, K, B = ids.shape[0], ids.shape[1], fast["cliptext_batch"]
-    noise = noise_tokens(torch, args.out, dev)
+    noise_ids = noise_tokens(torch, args.out, dev)
     lab = torch.arange(B, device=dev)
     while run.running():
         idx = torch.randperm(N, device=dev)[:B]
         k = torch.randint(0, K, (B,), device=dev)
-        te, _ = clip.text(insert_noise(torch, ids[idx, k].long(), noise, fast["noise_p"]))
+        te, _ = clip.text(insert_noise(torch, ids[idx, k].long(), noise_ids, fast["noise_p"]))
         scale = clip.logit_scale.exp().clamp(max=100)
         logits = scale * embs[idx] @ te.t()
         l_nce = (F.cross_entropy(logits, lab) + F.cross_entropy(logits.t(), lab)) / 2
@@ -439,14 +439,14 @@ def role_prior(args, cfg, fast):
     sched = Schedule(SCHED["prior"])
     sched.alphas_cumprod = sched.alphas_cumprod.to(dev)
     scale = math.sqrt(cfg["embed_dim"])
-    noise = noise_tokens(torch, args.out, dev)
+    noise_ids = noise_tokens(torch, args.out, dev)
     N, K, B = ids.shape[0], ids.shape[1], fast["prior_batch"]
     t0 = time.time()
     while run.running():
         idx = torch.randint(0, N, (B,), device=dev)
         k = torch.randint(0, K, (B,), device=dev)
         with torch.no_grad():
-            te, th = clip.text(insert_noise(torch, ids[idx, k].long(), noise, fast["noise_p"]))
+            te, th = clip.text(insert_noise(torch, ids[idx, k].long(), noise_ids, fast["noise_p"]))
         drop = torch.rand(B, device=dev) < 0.1
         te = torch.where(drop[:, None], ue.expand(B, -1), te)
         th = torch.where(drop[:, None, None], uh[:, :th.shape[1]].expand(B, -1, -1), th)
@@ -692,6 +692,8 @@ def main():
     if args.pack:
         n = pack(args.out, args.pack)
         log(args.out, "fast", f"packed {n / 1e6:.1f} MB into {args.pack}")
+    if any(code != 0 for code in codes.values()):
+        raise SystemExit(f"stages failed: {codes}")
 
 
 if __name__ == "__main__":

@@ -107,7 +107,15 @@ def main():
         L.append("\nThe stages after the data ran at the same time as five processes sharing the GPU: the upsamplers for "
                  "the whole run, CLIP first, then the decoder (from the end of joint CLIP) and the prior (from the end "
                  "of the text phase), each ended by one wall-clock deadline, so the times overlap; the whole run took "
-                 f"{fast.get('total_seconds', 546) / 60:.1f} min. Rebuild: see training/README.md.\n")
+                 f"{fast.get('total_seconds', 546) / 60:.1f} min.")
+        c = fast.get("continuation")
+        if c:
+            L.append(f"It was then continued ({', '.join(c['roles'])}) for {c['total_seconds'] / 60:.1f} min on "
+                     f"{c['n_data']:,} fresh scenes (`--roles {','.join(c['roles'])} --resume`; decoder and prior "
+                     f"learning rate {c['dec_lr']:g}); the steps above are the totals and the times the sums. "
+                     "Rebuild: see training/README.md.\n")
+        else:
+            L.append("Rebuild: see training/README.md.\n")
     else:
         L.append(f"\nTotal: {tot / 60:.0f} min of wall time (stages ran two at a time, each on one thread, on a "
                  "machine shared with other builds and tests, so wall time overstates the compute). Rebuild: see training/README.md.\n")

@@ -1,6 +1,6 @@
 #!/bin/sh
 # CI smoke test of the training recipe: a few steps of every stage on a tiny configuration, exported to
-# ONNX in a temporary folder, plus the tokenizer/world/checker tests. ~1-2 minutes on 2 cores.
+# ONNX in a temporary folder, the same for training.fast, plus the tokenizer/world/checker tests. ~2 minutes on 2 cores.
 set -e
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-/usr/bin/python3}
@@ -10,4 +10,9 @@ $PY -m training.tests
 $PY -m training.train --tiny --out "$OUT" --threads 2
 test -f "$OUT/export/manifest.json"
 for f in text_encoder image_encoder prior decoder upsampler_1 upsampler_2; do test -s "$OUT/export/$f/model.onnx"; done
+# the accelerated recipe, on CPU: every stage at once for a few seconds, packed, unpacked and exported
+$PY -m training.fast --tiny --device cpu --out "$OUT/fast" --seconds 20 --workers 2 --pack "$OUT/fast-pack"
+$PY -m training.fast --unpack "$OUT/fast-pack" --out "$OUT/fast-run"
+$PY -m training.train --tiny --out "$OUT/fast-run" --stages export --export-dir "$OUT/fast-export"
+for f in text_encoder image_encoder prior decoder upsampler_1 upsampler_2; do test -s "$OUT/fast-export/$f/model.onnx"; done
 echo "smoke test passed"
