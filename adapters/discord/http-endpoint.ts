@@ -1,7 +1,8 @@
 /**
  * Discord's HTTP interactions endpoint: POST /interactions, verified with Ed25519
  * (X-Signature-Ed25519 over X-Signature-Timestamp + raw body, with DISCORD_PUBLIC_KEY). A bad or
- * missing signature gets 401 and no work. The first answer goes back in the HTTP response body;
+ * missing signature gets 401 and no work, and so does a replay: a signed timestamp more than 5 minutes
+ * from now, or a signed request seen before. The first answer goes back in the HTTP response body;
  * everything after goes out through the same REST calls as in gateway mode.
  */
 import { createPublicKey, verify, type KeyObject } from 'node:crypto';
@@ -33,6 +34,44 @@ export function verifySignature(key: KeyObject, signature: string | undefined, t
   }
 }
 
+/** How far a signed timestamp may be from this machine's clock (Slack's rule for its own signatures). */
+const replayWindowSeconds = 300;
+
+/**
+ * Refuses replayed requests. The signature covers the timestamp, so a captured request cannot be re-dated:
+ * one outside the window is stale, and one inside it is refused the second time its signature is seen.
+ */
+export class ReplayGuard {
+  /** signature -> when it can be forgotten (insertion time + 2 windows: increasing in insertion order). */
+  readonly #seen = new Map<string, number>();
+
+  constructor(
+    readonly windowSeconds: number = replayWindowSeconds,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** 'fresh' the first time a request signed within the window is seen. */
+  check(signature: string, timestamp: string): 'fresh' | 'stale' | 'replayed' {
+    const now = this.now();
+    const windowMs = this.windowSeconds * 1000;
+    const signedAt = /^\d{1,12}$/.test(timestamp) ? Number(timestamp) * 1000 : Number.NaN;
+    if (!(Math.abs(now - signedAt) <= windowMs)) return 'stale';
+    for (const [key, forgetAt] of this.#seen) {
+      if (forgetAt > now) break;
+      this.#seen.delete(key);
+    }
+    const key = signature.toLowerCase();
+    if (this.#seen.has(key)) return 'replayed';
+    this.#seen.set(key, now + 2 * windowMs);
+    return 'fresh';
+  }
+
+  /** Signatures remembered now (for tests). */
+  get size(): number {
+    return this.#seen.size;
+  }
+}
+
 export interface InteractionsEndpoint {
   /** e.g. http://127.0.0.1:8787/interactions */
   readonly url: string;
@@ -41,8 +80,9 @@ export interface InteractionsEndpoint {
 }
 
 /** Starts the endpoint on `host:port` (port 0 picks a free one). */
-export async function startInteractionsEndpoint(options: { publicKey: string; host: string; port: number; handler: InteractionHandler; logger: Logger }): Promise<InteractionsEndpoint> {
+export async function startInteractionsEndpoint(options: { publicKey: string; host: string; port: number; handler: InteractionHandler; logger: Logger; replayGuard?: ReplayGuard }): Promise<InteractionsEndpoint> {
   const key = publicKeyFromHex(options.publicKey);
+  const replayGuard = options.replayGuard ?? new ReplayGuard();
   const { handler, logger } = options;
   const server: Server = createServer((request, response) => {
     void serve(request, response).catch((error: unknown) => {
@@ -60,6 +100,11 @@ export async function startInteractionsEndpoint(options: { publicKey: string; ho
     const signature = header(request, 'x-signature-ed25519');
     const timestamp = header(request, 'x-signature-timestamp');
     if (!verifySignature(key, signature, timestamp, body)) return reply(response, 401, { error: 'invalid request signature' });
+    const freshness = replayGuard.check(signature!, timestamp!);
+    if (freshness !== 'fresh') {
+      logger.warn({ freshness }, 'Discord interactions endpoint refused a replayed request');
+      return reply(response, 401, { error: freshness === 'stale' ? 'request timestamp too old or too new' : 'request already seen' });
+    }
     let interaction: APIInteraction;
     try {
       interaction = JSON.parse(body.toString('utf8')) as APIInteraction;

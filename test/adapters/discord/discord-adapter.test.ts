@@ -10,6 +10,7 @@ import sharp from 'sharp';
 import { decodeButton } from '../../../commands/custom-id.js';
 import { commandDefinitions } from '../../../commands/definitions.js';
 import { registerCommands, parseRegisterArguments } from '../../../adapters/discord/register.js';
+import { ReplayGuard } from '../../../adapters/discord/http-endpoint.js';
 import { CallbackKind, EphemeralFlag, FakeDiscord, type FakeMessage } from '../../fakes/fake-discord/fake-discord.js';
 import { projectRoot } from '../../../src/config/config.js';
 import { DiscordHarness, channelId } from './harness.js';
@@ -259,6 +260,55 @@ describe('Discord adapter: HTTP endpoint signatures', () => {
 
     const wrongPath = await fetch(url.replace('/interactions', '/other'), { method: 'POST', body: '{}' });
     expect(wrongPath.status).toBe(404);
+  });
+
+  test('a validly signed request 10 minutes old or ahead, or one sent twice, gets 401 and no work', async () => {
+    const { fake, engine } = harness;
+    const url = harness.adapter.interactionsUrl!;
+    const now = Math.floor(Date.now() / 1000);
+    for (const timestamp of [now - 600, now + 600]) {
+      const interaction = fake.slashCommand('imagine', [{ name: 'prompt', type: 3, value: 'replayed' }], harness.actor('mallory'));
+      const response = await fake.postInteraction(url, interaction, 'valid', { timestamp });
+      expect(response).toEqual({ status: 401, body: { error: 'request timestamp too old or too new' } });
+      expect(fake.interactions.get(String(interaction.token))?.callbackType).toBeUndefined();
+    }
+    expect(engine.calls).toHaveLength(0);
+
+    // Ed25519 signatures are deterministic: the same body and timestamp give the very same request again.
+    const ping = fake.ping();
+    expect(await fake.postInteraction(url, ping, 'valid', { timestamp: now })).toEqual({ status: 200, body: { type: CallbackKind.Pong } });
+    expect(await fake.postInteraction(url, ping, 'valid', { timestamp: now })).toEqual({ status: 401, body: { error: 'request already seen' } });
+    expect(await fake.postInteraction(url, ping, 'valid', { timestamp: now + 1 })).toEqual({ status: 200, body: { type: CallbackKind.Pong } });
+  });
+});
+
+describe('ReplayGuard', () => {
+  test('accepts a signature once inside the window, refuses it again, and refuses timestamps outside the window', () => {
+    let now = 1_000_000_000_000;
+    const guard = new ReplayGuard(300, () => now);
+    const seconds = (offset: number) => String(now / 1000 + offset);
+    expect(guard.check('aa', seconds(0))).toBe('fresh');
+    expect(guard.check('AA', seconds(0))).toBe('replayed');
+    expect(guard.check('bb', seconds(-300))).toBe('fresh');
+    expect(guard.check('cc', seconds(300))).toBe('fresh');
+    expect(guard.check('dd', seconds(-301))).toBe('stale');
+    expect(guard.check('ee', seconds(301))).toBe('stale');
+    for (const timestamp of ['', 'abc', '1e9', '-5', '12.5']) expect(guard.check('ff', timestamp)).toBe('stale');
+    expect(guard.size).toBe(3);
+  });
+
+  test('forgets a signature only once its timestamp can no longer pass, so memory stays bounded', () => {
+    let now = 1_000_000_000_000;
+    const guard = new ReplayGuard(300, () => now);
+    const signedAt = String(now / 1000);
+    expect(guard.check('aa', signedAt)).toBe('fresh');
+    now += 300_000;
+    expect(guard.check('aa', signedAt)).toBe('replayed');
+    now += 1000;
+    expect(guard.check('aa', signedAt)).toBe('stale');
+    now += 300_000;
+    expect(guard.check('bb', String(now / 1000))).toBe('fresh');
+    expect(guard.size).toBe(1);
   });
 });
 

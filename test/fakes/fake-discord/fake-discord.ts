@@ -297,9 +297,9 @@ export class FakeDiscord {
    * POSTs an interaction to an HTTP-mode bot, signed with the fake's key (or with a bad or
    * missing signature), and applies the interaction response it returns, as Discord does.
    */
-  async postInteraction(url: string, interaction: Record<string, unknown>, signature: 'valid' | 'bad' | 'missing' = 'valid'): Promise<{ status: number; body: unknown }> {
+  async postInteraction(url: string, interaction: Record<string, unknown>, signature: 'valid' | 'bad' | 'missing' = 'valid', options: { timestamp?: number } = {}): Promise<{ status: number; body: unknown }> {
     const body = JSON.stringify(interaction);
-    const timestamp = String(Math.floor(Date.now() / 1000));
+    const timestamp = String(options.timestamp ?? Math.floor(Date.now() / 1000));
     const headers: Record<string, string> = { 'content-type': 'application/json' };
     if (signature !== 'missing') {
       const signed = sign(null, Buffer.from(timestamp + body), this.#signingKey);
