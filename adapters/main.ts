@@ -32,6 +32,8 @@ export interface StartOptions {
   logger?: Logger;
   /** Builds the engine; default `createEngine` from src/engine/factory.ts (in a worker thread). */
   createEngine?: (config: Config) => Promise<ImageEngine>;
+  /** Builds the in-process service (QUEUE=memory); default `createGenerationService`. */
+  createService?: (options: { config: Config; engine: ImageEngine; logger: Logger }) => Promise<RunningGenerationService>;
 }
 
 /** A running Imagine. */
@@ -91,7 +93,7 @@ export async function start(options: StartOptions = {}): Promise<RunningApp> {
       limitControls = shared;
     } else {
       engine = await (options.createEngine ?? defaultEngine)(config);
-      service = await createGenerationService({ config, engine, logger });
+      service = await (options.createService ?? createGenerationService)({ config, engine, logger });
     }
     logger.info({ engine: engine.capabilities.name, store: service.store.kind }, 'generation service ready');
 

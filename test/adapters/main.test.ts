@@ -5,6 +5,10 @@ import { start } from '../../adapters/main.js';
 import { startupFailureText } from '../../src/errors.js';
 import { silentLogger } from '../../src/logger.js';
 import { FakeEngine } from '../fakes/fake-engine.js';
+import { FakeDiscord } from '../fakes/fake-discord/fake-discord.js';
+import { FakeSlack } from '../fakes/fake-slack/fake-slack.js';
+import { createGenerationService } from '../../src/service/generation-service.js';
+import type { OrphanDelivery } from '../../src/service/types.js';
 
 const quiet = { storeUrl: 'memory://', logLevel: 'silent' as const, port: 0, host: '127.0.0.1' };
 
@@ -25,6 +29,41 @@ describe('start-up', () => {
     }
     expect(engine.closed).toBe(true);
     expect(app.service.ready()).toBe(false);
+  });
+
+  test('with Discord and Slack configured, every adapter registers its orphan delivery with the service', async () => {
+    const discord = await FakeDiscord.start();
+    const slack = await FakeSlack.start();
+    const registered: OrphanDelivery[] = [];
+    // The in-process service has no orphans to deliver; this one records what start-up hands a redis service.
+    const createService: NonNullable<Parameters<typeof start>[0]>['createService'] = async (options) =>
+      Object.assign(await createGenerationService(options), { registerOrphanDelivery: (delivery: OrphanDelivery) => void registered.push(delivery) });
+    const config = {
+      ...quiet,
+      discordToken: discord.token,
+      discordApplicationId: discord.applicationId,
+      discordPublicKey: discord.publicKey,
+      discordMode: 'http' as const,
+      discordHttpPort: 0,
+      discordApiUrl: discord.apiUrl,
+      slackBotToken: slack.botToken,
+      slackSigningSecret: 'test-signing-secret-1234',
+      slackMode: 'http' as const,
+      slackPort: 0,
+      slackApiUrl: slack.apiUrl,
+    };
+    try {
+      const app = await start({ config, env: {}, dotenvPath: false, logger: silentLogger(), createEngine: async () => new FakeEngine(), createService });
+      try {
+        expect(app.adapters).toEqual(['discord', 'slack']);
+        expect(registered.map((delivery) => delivery.platform).sort()).toEqual(['discord', 'playground', 'slack']);
+        for (const delivery of registered) expect(typeof delivery.listenerFor).toBe('function');
+      } finally {
+        await app.stop();
+      }
+    } finally {
+      await Promise.all([discord.close(), slack.close()]);
+    }
   });
 
   test('PLAYGROUND=off keeps /healthz but not the page', async () => {
