@@ -28,7 +28,7 @@ export type { PlaygroundEvent } from './event-hub.js';
 
 /** Options of {@link startPlayground}. */
 export interface StartPlaygroundOptions {
-  config: Pick<Config, 'host' | 'port' | 'blockedWords' | 'admins'>;
+  config: Pick<Config, 'host' | 'port' | 'blockedWords' | 'admins'> & Partial<Pick<Config, 'playgroundPassword'>>;
   service: PlaygroundService & ObservableService;
   logger?: HttpLogger;
   /** Serve the page and its API; false serves only /healthz and /metrics. */
@@ -39,6 +39,8 @@ export interface StartPlaygroundOptions {
   capabilities?: Pick<EngineCapabilities, 'sizes' | 'limits'>;
   /** More settings for commands (a user settings store, channel policy, limit controls). */
   settings?: CommandSettings;
+  /** How long a wrong playground password waits for its answer (tests shorten it). */
+  wrongPasswordDelayMs?: number;
 }
 
 /** A running playground. */
@@ -83,11 +85,13 @@ export async function startPlayground(options: StartPlaygroundOptions): Promise<
       service,
       settings: commandSettingsFor(options.config, options.capabilities, options.settings),
       ...(logger ? { logger } : {}),
+      ...(options.config.playgroundPassword ? { password: options.config.playgroundPassword } : {}),
+      ...(options.wrongPasswordDelayMs === undefined ? {} : { wrongPasswordDelayMs: options.wrongPasswordDelayMs }),
     });
     server.use(routes.handler);
     logger?.info({ url: server.url }, 'playground ready');
-    if (!isLoopback(options.config.host)) {
-      logger?.warn({ host: options.config.host }, 'the playground has no sign-in: everyone who can reach this address acts as its one local user');
+    if (!isLoopback(options.config.host) && !options.config.playgroundPassword) {
+      logger?.warn({ host: options.config.host }, 'the playground has no sign-in: everyone who can reach this address acts as its one local user (set PLAYGROUND_PASSWORD)');
     }
   }
   let closed: Promise<void> | undefined;

@@ -26,6 +26,7 @@ import { EventHub, clientIdPattern } from './event-hub.js';
 import { parseTypedCommand } from './input.js';
 import { captionFor, imageUrlFor, jobView, type JobView } from './job-view.js';
 import { OutputCache } from './output-cache.js';
+import { PlaygroundGate } from './sign-in.js';
 
 /** The folder of the page's files. */
 export const publicFolder = path.join(path.dirname(fileURLToPath(import.meta.url)), 'public');
@@ -50,6 +51,10 @@ export interface PlaygroundRoutesOptions {
   cacheSize?: number;
   /** Heartbeat of the event streams. */
   heartbeatMs?: number;
+  /** PLAYGROUND_PASSWORD: when set, the page and its API need a signed-in browser. */
+  password?: string;
+  /** How long a wrong password waits for its answer (tests shorten it). */
+  wrongPasswordDelayMs?: number;
 }
 
 /** The handler, and what must be stopped on shutdown. */
@@ -84,6 +89,7 @@ export async function createPlaygroundRoutes(options: PlaygroundRoutesOptions): 
     format: 'plain',
     onError: options.settings?.onError ?? ((error, where) => logger?.error({ err: error, where }, 'playground command failed')),
   };
+  const gate = new PlaygroundGate(options.password, options.wrongPasswordDelayMs);
   const hub = new EventHub(options.heartbeatMs === undefined ? {} : { heartbeatMs: options.heartbeatMs });
   const cache = new OutputCache(options.cacheSize ?? 32);
   const files = new Map<string, Buffer>();
@@ -125,6 +131,16 @@ export async function createPlaygroundRoutes(options: PlaygroundRoutesOptions): 
 
   const handler: RouteHandler = async (request, response, url) => {
     const pathname = url.pathname;
+    if (pathname === '/signin') {
+      await gate.signIn(request, response);
+      return true;
+    }
+    // The stylesheet is shared with the sign-in form; everything else of the playground needs the cookie.
+    const guarded = pathname !== '/style.css' && (pathname in staticFiles || pathname === '/events' || pathname.startsWith('/api/') || pathname.startsWith('/jobs/'));
+    if (guarded && !gate.allows(request)) {
+      gate.refuse(request, response, pathname);
+      return true;
+    }
     const entry = staticFiles[pathname];
     if (entry) {
       if (!allowMethods(request, response, ['GET', 'HEAD'])) return true;

@@ -64,6 +64,7 @@ export const settings = {
   port: setting('PORT', 3000, 'an integer 0..65535', 'Port of the playground, /healthz and /metrics.', integer(0, 65535)),
   host: setting('HOST', '127.0.0.1', 'a host name or address (0.0.0.0 to expose)', 'Address the web server listens on.', text),
   playground: setting('PLAYGROUND', 'auto' as 'auto' | 'on' | 'off', 'auto, on or off', 'Serve the web playground: auto = only when no platform is configured.', oneOf('auto', 'on', 'off')),
+  playgroundPassword: setting('PLAYGROUND_PASSWORD', undefined as string | undefined, 'any text', 'A password the playground asks for (a cookie keeps the browser signed in); none by default.', optionalText, true),
   executionProviders: setting('IMAGINE_EXECUTION_PROVIDERS', ['cpu'], 'a comma list of cpu, cuda, dml, coreml', 'onnxruntime execution providers, in order of preference.', list),
   threads: setting('IMAGINE_THREADS', 0, 'an integer 0..256 (0 = onnxruntime decides)', 'Intra-op threads per engine session.', integer(0, 256)),
   graphOptimization: setting('IMAGINE_GRAPH_OPTIMIZATION', 'all' as 'disabled' | 'basic' | 'extended' | 'all', 'disabled, basic, extended or all', 'onnxruntime graph optimisation level.', oneOf('disabled', 'basic', 'extended', 'all')),

@@ -22,11 +22,11 @@ export function playgroundConfig(overrides: Partial<Config> = {}): Config {
   return loadConfig({ storeUrl: 'memory://', logLevel: 'silent', port: 0, host: '127.0.0.1', rateLimitBurst: 50, rateLimitPerMinute: 600, maxQueuedPerUser: 20, ...overrides }, {}, false);
 }
 
-export async function startHarness(options: { engine?: FakeEngineOptions; config?: Partial<Config>; servePage?: boolean; service?: Partial<GenerationServiceOptions> } = {}): Promise<PlaygroundHarness> {
+export async function startHarness(options: { engine?: FakeEngineOptions; config?: Partial<Config>; servePage?: boolean; service?: Partial<GenerationServiceOptions>; wrongPasswordDelayMs?: number } = {}): Promise<PlaygroundHarness> {
   const config = playgroundConfig(options.config);
   const engine = new FakeEngine({ steps: 4, stepDelayMs: 5, ...options.engine });
   const service = await createGenerationService({ config, engine, ...options.service });
-  const playground = await startPlayground({ config, service, servePage: options.servePage ?? true, capabilities: engine.capabilities });
+  const playground = await startPlayground({ config, service, servePage: options.servePage ?? true, capabilities: engine.capabilities, ...(options.wrongPasswordDelayMs === undefined ? {} : { wrongPasswordDelayMs: options.wrongPasswordDelayMs }) });
   return {
     playground,
     service,
