@@ -231,7 +231,7 @@ def text_data(torch, dev, d):
 def role_clip(args, cfg, fast):
     torch, dev = setup(args)
     import torch.nn.functional as F
-    from .train import build_clip, to_tensor, text_batch
+    from .train import build_clip, layout_loss
     d = load_chunks(args.out, "data", ["imgs", "maps", "itgt", "ids", "ttgt"])
     imgs = torch.from_numpy(d["imgs"]).to(dev)
     maps = torch.from_numpy(d["maps"].astype(np.int64)).to(dev)
@@ -257,10 +257,7 @@ def role_clip(args, cfg, fast):
         tt, it = ttgt[idx, k], itgt[idx]
         l_ai = sum(ce(ai[h], it[:, j]) for j, h in enumerate(HEADS)) / len(HEADS)
         l_at = sum(ce(at[h], tt[:, j]) for j, h in enumerate(HEADS)) / len(HEADS)
-        mc, ms = clip.map_logits(ie)
-        mt = maps[idx]
-        l_map = F.cross_entropy(mc.reshape(-1, mc.shape[-1]), mt[..., 0].reshape(-1)) + \
-            F.cross_entropy(ms.reshape(-1, ms.shape[-1]), mt[..., 1].reshape(-1))
+        l_map = layout_loss(clip, ie, maps[idx])
         loss = l_nce + l_ai + l_at + cfg["clip_map_weight"] * l_map
         run.update(loss)
         if run.step % 200 == 0:
@@ -327,7 +324,7 @@ def text_phase(args, cfg, fast, torch, dev, clip, embs, ids, ttgt, end, t0, info
     """CLIP phase 2 (LiT): image tower, heads and layout map frozen; the text tower keeps training against the
     cached image embeddings, with unknown words inserted into a share of its captions."""
     import torch.nn.functional as F
-    from .train import to_tensor, text_batch
+    from .train import heldout_text_check
     clip.train()
     for p in clip.parameters():
         p.requires_grad_(False)
@@ -357,17 +354,7 @@ def text_phase(args, cfg, fast, torch, dev, clip, embs, ids, ttgt, end, t0, info
     clip.eval()
     info = {**info, "steps": run.step, "seconds": time.time() - t0, "noise_p": fast["noise_p"], "noise_words": FILLER,
             "rows_tied_to_unknown": tie_unseen_rows(torch, clip, ids)}
-    with torch.no_grad():
-        r2 = random.Random(5)
-        sc = [W.sample_scene(r2, split="eval") for _ in range(256)]
-        eids, etgt = text_batch(sc, r2, "eval")
-        te, _ = clip.text(eids.to(dev))
-        ie = clip.image(to_tensor(np.stack([W.render(s, 64, hi=128) for s in sc])).to(dev))
-        at = clip.attr_logits(te)
-        etgt = {h: v.to(dev) for h, v in etgt.items()}
-        info["heldout_text_attr_acc"] = {h: round(((at[h].argmax(1) == etgt[h]) | (etgt[h] == W.IGN)).float().mean().item(), 3)
-                                         for h in HEADS}
-        info["retrieval_top1_256"] = ((ie @ te.t()).argmax(1) == torch.arange(256, device=dev)).float().mean().item()
+    info["heldout_text_attr_acc"], info["retrieval_top1_256"] = heldout_text_check(clip, dev)
     run.save("clip_text", info)
     log(args.out, "clip_text", json.dumps(info))
 

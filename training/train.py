@@ -159,6 +159,29 @@ def encode_text(clip, ids, full=False):
     return clip.text(ids)
 
 
+def layout_loss(clip, image_embeds, maps):
+    """CLIP's 8x8 colour/shape layout head on the image embeddings against the label maps [B, 8, 8, 2]."""
+    colours, shapes = clip.map_logits(image_embeds)
+    return F.cross_entropy(colours.reshape(-1, colours.shape[-1]), maps[..., 0].reshape(-1)) + \
+        F.cross_entropy(shapes.reshape(-1, shapes.shape[-1]), maps[..., 1].reshape(-1))
+
+
+def heldout_text_check(clip, device="cpu"):
+    """The text tower on 256 held-out scenes with evaluation-template captions: accuracy of the attribute
+    head per attribute (unknown targets count as right), and image retrieval top-1 among the 256."""
+    with torch.no_grad():
+        rng = random.Random(5)
+        scenes = [W.sample_scene(rng, split="eval") for _ in range(256)]
+        ids, targets = text_batch(scenes, rng, "eval")
+        te, _ = encode_text(clip, ids.to(device))
+        ie = clip.image(to_tensor(np.stack([W.render(s, 64, hi=128) for s in scenes])).to(device))
+        logits = clip.attr_logits(te)
+        accuracy = {k: round(((logits[k].argmax(1) == v.to(device)) | (v.to(device) == W.IGN)).float().mean().item(), 3)
+                    for k, v in targets.items()}
+        retrieval = ((ie @ te.t()).argmax(1) == torch.arange(256, device=device)).float().mean().item()
+    return accuracy, retrieval
+
+
 # ------------------------------------------------------------------ generic training loop
 
 class Trainer:
@@ -271,10 +294,7 @@ def stage_clip(args, cfg):
                    if (itgt[k] != W.IGN).any()) / len(W.ATTR_HEADS)
         l_at = sum(F.cross_entropy(at[k], ttgt[k], ignore_index=W.IGN) for k in W.ATTR_HEADS
                    if (ttgt[k] != W.IGN).any()) / len(W.ATTR_HEADS)
-        mc, ms = clip.map_logits(ie)
-        mt = maps_t[idx]
-        l_map = F.cross_entropy(mc.reshape(-1, mc.shape[-1]), mt[..., 0].reshape(-1)) + \
-            F.cross_entropy(ms.reshape(-1, ms.shape[-1]), mt[..., 1].reshape(-1))
+        l_map = layout_loss(clip, ie, maps_t[idx])
         loss = l_nce + l_ai + l_at + cfg["clip_map_weight"] * l_map
         tr.update(loss)
         if tr.step % 25 == 0 or not tr.running():
@@ -283,18 +303,9 @@ def stage_clip(args, cfg):
                 f"attr_txt {l_at.item():.3f} map {l_map.item():.3f} acc {acc:.2f} scale {scale.item():.1f} "
                 f"{tr.total_seconds():.0f}s")
     tr.save()
-    # held-out check: text attribute accuracy on eval-template captions
     clip.eval()
-    with torch.no_grad():
-        r2 = random.Random(5)
-        sc = [W.sample_scene(r2, split="eval") for _ in range(256)]
-        ids, ttgt = text_batch(sc, r2, "eval")
-        te, _ = encode_text(clip, ids)
-        ie = clip.image(to_tensor(np.stack([W.render(s, 64, hi=128) for s in sc])))
-        at = clip.attr_logits(te)
-        accs = {k: ((at[k].argmax(1) == ttgt[k]) | (ttgt[k] == W.IGN)).float().mean().item() for k in W.ATTR_HEADS}
-        r_acc = ((ie @ te.t()).argmax(1) == torch.arange(256)).float().mean().item()
-    log(args.out, "clip", f"held-out text attr acc {json.dumps({k: round(v, 3) for k, v in accs.items()})} "
+    accs, r_acc = heldout_text_check(clip)
+    log(args.out, "clip", f"held-out text attr acc {json.dumps(accs)} "
         f"retrieval@256 {r_acc:.3f}")
     return {"steps": tr.step, "seconds": tr.total_seconds(), "heldout_text_attr_acc": accs, "retrieval_top1_256": r_acc}
 
@@ -365,16 +376,7 @@ def stage_clip_text(args, cfg):
     tr.save()
     info = {"steps": tr.step, "seconds": tr.total_seconds()}
     clip.eval()
-    with torch.no_grad():
-        r2 = random.Random(5)
-        sc = [W.sample_scene(r2, split="eval") for _ in range(256)]
-        ids, ttgt = text_batch(sc, r2, "eval")
-        te, _ = encode_text(clip, ids)
-        ie = clip.image(to_tensor(np.stack([W.render(s, 64, hi=128) for s in sc])))
-        at = clip.attr_logits(te)
-        info["heldout_text_attr_acc"] = {k: round(((at[k].argmax(1) == ttgt[k]) | (ttgt[k] == W.IGN)).float().mean().item(), 3)
-                                         for k in W.ATTR_HEADS}
-        info["retrieval_top1_256"] = ((ie @ te.t()).argmax(1) == torch.arange(256)).float().mean().item()
+    info["heldout_text_attr_acc"], info["retrieval_top1_256"] = heldout_text_check(clip)
     log(args.out, "clip_text", json.dumps(info))
     return info
 
