@@ -324,13 +324,8 @@ def text_phase(args, cfg, fast, torch, dev, clip, embs, ids, ttgt, end, t0, info
     """CLIP phase 2 (LiT): image tower, heads and layout map frozen; the text tower keeps training against the
     cached image embeddings, with unknown words inserted into a share of its captions."""
     import torch.nn.functional as F
-    from .train import heldout_text_check
-    clip.train()
-    for p in clip.parameters():
-        p.requires_grad_(False)
-    for p in clip.text.parameters():
-        p.requires_grad_(True)
-    clip.logit_scale.requires_grad_(True)
+    from .train import heldout_text_check, unlock_text_tower
+    unlock_text_tower(clip)
     run = Run(torch, args.out, "clip_text", clip, fast["cliptext_lr"], end, fast, warmup=100, ema=False)
     N, K, B = ids.shape[0], ids.shape[1], fast["cliptext_batch"]
     noise_ids = noise_tokens(torch, args.out, dev)

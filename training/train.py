@@ -166,6 +166,17 @@ def layout_loss(clip, image_embeds, maps):
         F.cross_entropy(shapes.reshape(-1, shapes.shape[-1]), maps[..., 1].reshape(-1))
 
 
+def unlock_text_tower(clip):
+    """CLIP's text phase (LiT): only the text tower and the temperature train; the image tower, whose
+    embeddings the decoder and prior are trained on, and the heads stay as they are."""
+    clip.train()
+    for p in clip.parameters():
+        p.requires_grad_(False)
+    for p in clip.text.parameters():
+        p.requires_grad_(True)
+    clip.logit_scale.requires_grad_(True)
+
+
 def heldout_text_check(clip, device="cpu"):
     """The text tower on 256 held-out scenes with evaluation-template captions: accuracy of the attribute
     head per attribute (unknown targets count as right), and image retrieval top-1 among the 256."""
@@ -343,12 +354,7 @@ def stage_clip_text(args, cfg):
     _, _, scenes = load_data(args.out)
     embs = torch.load(os.path.join(args.out, "data_img_embeds.pt"))
     clip = load_clip(args.out, cfg)
-    clip.train()
-    for p in clip.parameters():
-        p.requires_grad_(False)
-    for p in clip.text.parameters():
-        p.requires_grad_(True)
-    clip.logit_scale.requires_grad_(True)
+    unlock_text_tower(clip)
     tr = Trainer(args, "clip_text", clip, cfg["cliptext_lr"], cfg["cliptext_steps"], ema=False, warmup=50,
                  minutes=cfg["cliptext_minutes"])
     rng = random.Random(args.seed * 1000 + 16 + tr.step)
