@@ -10,6 +10,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { InteractionResponseType, MessageFlags, type APIInteraction, type APIInteractionResponse } from 'discord.js';
 import { ConfigError, serializeError } from '../../src/errors.js';
+import { readBody } from '../../src/http/server.js';
 import type { Logger } from '../../src/logger.js';
 import type { InteractionHandler } from './interactions.js';
 
@@ -95,7 +96,7 @@ export async function startInteractionsEndpoint(options: { publicKey: string; ho
     const path = new URL(request.url ?? '/', 'http://endpoint').pathname;
     if (path !== '/interactions') return reply(response, 404, { error: 'not found' });
     if (request.method !== 'POST') return reply(response, 405, { error: 'method not allowed' });
-    const body = await readBody(request);
+    const body = await readBody(request, maxBodyBytes);
     if (body === undefined) return reply(response, 413, { error: 'body too large' });
     const signature = header(request, 'x-signature-ed25519');
     const timestamp = header(request, 'x-signature-timestamp');
@@ -153,17 +154,6 @@ export async function startInteractionsEndpoint(options: { publicKey: string; ho
 function header(request: IncomingMessage, name: string): string | undefined {
   const value = request.headers[name];
   return Array.isArray(value) ? value[0] : value;
-}
-
-async function readBody(request: IncomingMessage): Promise<Buffer | undefined> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of request) {
-    size += (chunk as Buffer).length;
-    if (size > maxBodyBytes) return undefined;
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks);
 }
 
 function reply(response: ServerResponse, status: number, body: unknown): void {

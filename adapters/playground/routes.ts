@@ -19,7 +19,7 @@ import { findCommand } from '../../commands/definitions.js';
 import { runButton, runCommand, type CommandReply, type CommandSettings } from '../../commands/dispatch.js';
 import { failedText, progressText, queuedText, retryingText } from '../../commands/messages.js';
 import { ErrorCode, UserError, toUserMessage } from '../../src/errors.js';
-import { allowMethods, sendText, type HttpLogger, type RouteHandler } from '../../src/http/server.js';
+import { allowMethods, readBody, sendText, type HttpLogger, type RouteHandler } from '../../src/http/server.js';
 import { composeGrid, defaultGutter, gridLayout } from '../../src/image/grid.js';
 import type { GenerationService, JobListener, JobRecord, Requester } from '../../src/service/types.js';
 import { EventHub, clientIdPattern } from './event-hub.js';
@@ -268,19 +268,14 @@ async function readJsonBody(request: IncomingMessage, response: ServerResponse):
     sendJson(response, 415, { error: 'Send JSON (content-type: application/json).' });
     return undefined;
   }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of request as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > maxBodyBytes) {
-      sendJson(response, 413, { error: 'The request is too large.' });
-      request.destroy();
-      return undefined;
-    }
-    chunks.push(chunk);
+  const body = await readBody(request, maxBodyBytes);
+  if (!body) {
+    sendJson(response, 413, { error: 'The request is too large.' });
+    request.destroy();
+    return undefined;
   }
   try {
-    const value: unknown = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    const value: unknown = JSON.parse(body.toString('utf8'));
     if (value && typeof value === 'object' && !Array.isArray(value)) return value as Record<string, unknown>;
   } catch {
     // Falls through to the 400 below.

@@ -6,6 +6,7 @@
  */
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { readBody } from '../../src/http/server.js';
 
 const cookieName = 'imagine_playground';
 const maxFormBytes = 4096;
@@ -109,12 +110,6 @@ function cookie(request: IncomingMessage, name: string): string | undefined {
 }
 
 async function readForm(request: IncomingMessage): Promise<URLSearchParams | undefined> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of request) {
-    size += (chunk as Buffer).length;
-    if (size > maxFormBytes) return undefined;
-    chunks.push(chunk as Buffer);
-  }
-  return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
+  const body = await readBody(request, maxFormBytes);
+  return body && new URLSearchParams(body.toString('utf8'));
 }

@@ -135,6 +135,21 @@ async function dispatch(handlers: RouteHandler[], request: IncomingMessage, resp
   }
 }
 
+/**
+ * Reads a request body of at most `maxBytes`; undefined (and the rest of the request left unread) when
+ * it is larger, so that the caller can answer 413 without buffering what nobody asked for.
+ */
+export async function readBody(request: IncomingMessage, maxBytes: number): Promise<Buffer | undefined> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of request as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > maxBytes) return undefined;
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
 /** Answers 405 (with Allow) unless the method is one of `methods`; returns whether it may go on. */
 export function allowMethods(request: IncomingMessage, response: ServerResponse, methods: string[]): boolean {
   if (methods.includes(request.method ?? 'GET')) return true;
