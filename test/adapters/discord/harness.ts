@@ -176,8 +176,9 @@ export class DiscordHarness implements PlatformDriver {
     return this.results.length;
   }
 
-  async waitForResult(index: number): Promise<ScenarioResult> {
-    const id = await this.fake.waitFor(() => this.results[index], `result #${index + 1}`);
+  /** `timeoutMs`: longer for results that take real work (fitting a noisy grid under an upload limit). */
+  async waitForResult(index: number, timeoutMs?: number): Promise<ScenarioResult> {
+    const id = await this.fake.waitFor(() => this.results[index], `result #${index + 1}`, timeoutMs);
     // The adapter records the message on the job right after posting it; let that land.
     await this.adapter.idle();
     return this.resultOf(this.fake.messages.get(id)!);
