@@ -5,6 +5,10 @@
  *
  * - Text to image: latents 4×H/8×W/8 from per-image seeds, classifier-free guidance in one batched
  *   UNet call (skipped when guidance ≤ 1, as SD-Turbo needs), VAE decode one image at a time.
+ * - Chaos (0..100, c = chaos/100): each image's text conditioning gets its own Gaussian noise in the
+ *   early, noisy steps, annealed away by the later ones (CADS, Sadat et al. 2024): the four images
+ *   take different compositions yet still follow the prompt. Noise scale 0.25·c, rescaled to the
+ *   conditioning's mean and spread.
  * - Variation: img2img from the chosen image (strength 0.35 subtle, 0.7 strong).
  * - Upscale: bilinear ×2, then img2img at strength 0.3 (a "hires fix").
  *
@@ -34,6 +38,7 @@ import { ClipTokenizer } from '../tokenizer/clip-tokenizer.js';
 import { chunks, denoise, generatorFor, loadStageScheduler, makeScheduler, NoiseStream, ProgressTracker, type StagePlan } from '../onnx/diffusion.js';
 import { detectModelFolder, readJsonFile } from '../onnx/model-folder.js';
 import { defaultSessionSettings, type SessionSettings } from '../onnx/providers.js';
+import type { Random } from '../random.js';
 import { isFixed, loadSession, type ModelSession, RunClock } from '../onnx/session.js';
 import { applyGuidance, batchNoise, clampUnit, concat, fillTwice, imageToTensor, repeat, resizeBilinear, tensorToImage } from '../onnx/tensors.js';
 
@@ -161,11 +166,12 @@ export class StableDiffusionEngine implements ImageEngine {
     const tracker = new ProgressTracker(this.plan(seeds.length, size, scheduler().timesteps.length, guidance), request.onProgress);
     const text = await this.encodeText(request.prompt, request.negativePrompt ?? '', guidance);
     const latentSize = latentItemSize(size);
+    const chaos = Math.max(0, Math.min(100, request.chaos ?? 0)) / 100;
     const latents = await this.denoiseLatents(seeds, size, guidance, text, tracker, request.signal, (chunkSeeds, created) => {
       const noise = batchNoise(chunkSeeds.map((seed) => generatorFor(seed, NoiseStream.latents)), latentSize);
       for (let index = 0; index < noise.length; index += 1) noise[index] = noise[index]! * created.initNoiseSigma;
       return noise;
-    }, scheduler);
+    }, scheduler, chaos);
     const images = await this.decode(latents, seeds.length, size, tracker, request.signal);
     return { images: seeds.map((seed, index) => ({ seed, image: tensorToImage(images, index, size.width, size.height) })), promptTruncated: text.truncated };
   }
@@ -264,6 +270,7 @@ export class StableDiffusionEngine implements ImageEngine {
     signal: AbortSignal | undefined,
     start: (chunkSeeds: number[], scheduler: ReturnType<typeof makeScheduler>) => Float32Array,
     createScheduler: () => ReturnType<typeof makeScheduler>,
+    chaos = 0,
   ): Promise<Float32Array> {
     const latentSize = latentItemSize(size);
     const latentHeight = size.height / vaeFactor;
@@ -277,6 +284,9 @@ export class StableDiffusionEngine implements ImageEngine {
       const scheduler = createScheduler();
       const batch = guided ? 2 * count : count;
       const hidden = guided ? concat([repeat(text.unconditional!, count), repeat(text.conditional, count)]) : repeat(text.conditional, count);
+      const chaosGenerators = chaos > 0 ? chunkSeeds.map((seed) => generatorFor(seed, NoiseStream.chaos)) : undefined;
+      const trainTimesteps = this.scheduler.config.num_train_timesteps ?? 1000;
+      const conditionalOffset = guided ? count * text.conditional.length : 0;
       // One buffer for the doubled (unconditional + conditional) latents, reused by every step.
       const doubled = guided ? new Float32Array(2 * count * latentSize) : undefined;
       const latents = await denoise({
@@ -290,7 +300,7 @@ export class StableDiffusionEngine implements ImageEngine {
           const output = await this.unet.runFor(this.unetOutput, {
             sample: { data: doubled ? fillTwice(doubled, input) : input, dims: [batch, latentChannels, latentHeight, latentWidth] },
             timestep: { data: new Array<number>(batch).fill(timestep), dims: [batch] },
-            encoder_hidden_states: { data: hidden, dims: [batch, this.contextLength, text.width] },
+            encoder_hidden_states: { data: chaosGenerators ? annealedConditioning(hidden, conditionalOffset, text.conditional, chaosGenerators, chaos, timestep / trainTimesteps) : hidden, dims: [batch, this.contextLength, text.width] },
             ...(guidanceEmbedding ? { timestep_cond: { data: repeat(guidanceEmbedding, batch), dims: [batch, guidanceEmbedding.length] } } : {}),
           });
           if (output.data.length !== batch * latentSize) {
@@ -487,4 +497,45 @@ function checkShapes(textEncoder: ModelSession, unet: ModelSession, vaeDecoder: 
     vaeEncoder.output(output, { ranks: [4], sizes: { 1: output === 'latent_parameters' ? 2 * latentChannels : latentChannels } });
   }
   return { hiddenOutput, unetOutput };
+}
+
+/** CADS's schedule: full noise while t ≥ 0.9 of the way to pure noise, none below 0.6, linear between. */
+const chaosAnnealing = { start: 0.6, end: 0.9 };
+/** The noise scale at chaos 100 (the upper end of CADS's range). */
+const chaosConditioningNoise = 0.25;
+
+/**
+ * The conditional text states of each image with CADS noise for diffusion time `time` (0 clean .. 1
+ * pure noise): ŷ = √γ·y + s·√(1−γ)·n, rescaled to y's mean and standard deviation. `hidden` is not
+ * changed; the copy replaces each image's conditional block from `offset` on.
+ */
+export function annealedConditioning(hidden: Float32Array, offset: number, conditional: Float32Array, generators: Random[], chaos: number, time: number): Float32Array {
+  const { start, end } = chaosAnnealing;
+  const gamma = time <= start ? 1 : time >= end ? 0 : (end - time) / (end - start);
+  if (gamma >= 1) return hidden;
+  const scale = chaosConditioningNoise * chaos * Math.sqrt(1 - gamma);
+  const keep = Math.sqrt(gamma);
+  let mean = 0;
+  for (const value of conditional) mean += value;
+  mean /= conditional.length;
+  let variance = 0;
+  for (const value of conditional) variance += (value - mean) ** 2;
+  const deviation = Math.sqrt(variance / conditional.length);
+  const result = hidden.slice();
+  const noise = new Float32Array(conditional.length);
+  generators.forEach((generator, image) => {
+    generator.fillGaussian(noise);
+    let noisyMean = 0;
+    for (let index = 0; index < noise.length; index += 1) {
+      noise[index] = keep * conditional[index]! + scale * noise[index]!;
+      noisyMean += noise[index]!;
+    }
+    noisyMean /= noise.length;
+    let noisyVariance = 0;
+    for (const value of noise) noisyVariance += (value - noisyMean) ** 2;
+    const ratio = deviation / (Math.sqrt(noisyVariance / noise.length) || 1);
+    const base = offset + image * conditional.length;
+    for (let index = 0; index < noise.length; index += 1) result[base + index] = (noise[index]! - noisyMean) * ratio + mean;
+  });
+  return result;
 }

@@ -2,7 +2,8 @@ import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ErrorCode, ImagineError, ModelError } from '../../../src/errors.js';
 import type { EngineImage } from '../../../src/engine/engine.js';
-import { guidanceScaleEmbedding, StableDiffusionEngine } from '../../../src/engine/stable-diffusion/stable-diffusion-engine.js';
+import { annealedConditioning, guidanceScaleEmbedding, StableDiffusionEngine } from '../../../src/engine/stable-diffusion/stable-diffusion-engine.js';
+import { generatorFor, NoiseStream } from '../../../src/engine/onnx/diffusion.js';
 import { describeEngineContract, maxPixelDifference, meanPixelDifference } from '../engine-contract.js';
 import { copyFixtures, fixture } from '../fixtures.js';
 
@@ -57,6 +58,44 @@ describe('StableDiffusionEngine', () => {
     const ignored = await engine.generate({ ...request, seeds: [1], steps: 8, guidance: 1, negativePrompt: 'green' });
     expect(maxPixelDifference(plain.images[0]!.image.data, ignored.images[0]!.image.data)).toBe(0);
     expect(meanPixelDifference(plain.images[0]!.image.data, grid[0]!.image.data)).toBeGreaterThan(0.5);
+  });
+
+  it('chaos changes each image through its own conditioning noise, repeatably; chaos 0 changes nothing', async () => {
+    const calm = await engine.generate({ ...request, seeds: [1, 2, 3, 4], steps: 8, chaos: 0 });
+    calm.images.forEach((image, index) => expect(maxPixelDifference(image.image.data, grid[index]!.image.data)).toBe(0));
+    const wild = await engine.generate({ ...request, seeds: [1, 2, 3, 4], steps: 8, chaos: 100 });
+    const again = await engine.generate({ ...request, seeds: [1, 2, 3, 4], steps: 8, chaos: 100 });
+    wild.images.forEach((image, index) => {
+      expect(meanPixelDifference(image.image.data, grid[index]!.image.data)).toBeGreaterThan(0.5);
+      expect(maxPixelDifference(image.image.data, again.images[index]!.image.data)).toBe(0);
+    });
+  });
+
+  it('anneals the conditioning noise: none late in sampling, full early, rescaled to the conditioning\'s mean and spread', () => {
+    const conditional = Float32Array.from({ length: 64 }, (_, index) => Math.sin(index) * 2 + 0.5);
+    const unconditional = new Float32Array(64).fill(0.25);
+    const hidden = Float32Array.from([...unconditional, ...unconditional, ...conditional, ...conditional]);
+    const generators = () => [generatorFor(1, NoiseStream.chaos), generatorFor(2, NoiseStream.chaos)];
+    expect(annealedConditioning(hidden, 128, conditional, generators(), 1, 0.5)).toBe(hidden);
+    const early = annealedConditioning(hidden, 128, conditional, generators(), 1, 0.95);
+    expect(Array.from(early.subarray(0, 128))).toEqual(Array.from(hidden.subarray(0, 128)));
+    const stats = (values: Float32Array) => {
+      const mean = values.reduce((sum, value) => sum + value, 0) / values.length;
+      return { mean, deviation: Math.sqrt(values.reduce((sum, value) => sum + (value - mean) ** 2, 0) / values.length) };
+    };
+    const distance = (block: Float32Array) => block.reduce((sum, value, index) => sum + Math.abs(value - conditional[index]!), 0);
+    const target = stats(conditional);
+    const first = early.subarray(128, 192);
+    const second = early.subarray(192, 256);
+    for (const block of [first, second]) {
+      expect(stats(block).mean).toBeCloseTo(target.mean, 4);
+      expect(stats(block).deviation).toBeCloseTo(target.deviation, 4);
+      expect(distance(block)).toBeGreaterThan(1);
+    }
+    expect(Array.from(first)).not.toEqual(Array.from(second));
+    const halfway = annealedConditioning(hidden, 128, conditional, generators(), 1, 0.75);
+    expect(distance(halfway.subarray(128, 192))).toBeLessThan(distance(first));
+    expect(Array.from(annealedConditioning(hidden, 128, conditional, generators(), 1, 0.95))).toEqual(Array.from(early));
   });
 
   it('varies by img2img: strong variations drift further between seeds than subtle ones', async () => {
