@@ -5,6 +5,7 @@ same time as separate processes sharing one accelerator, each ended by a wall-cl
   python3 -m training.fast --out RUN --device cuda --seconds 520 [--workers 15] [--pack DIR]
   /usr/bin/python3 -m training.fast --out /tmp/fast-check --device cpu --tiny --seconds 60   (a quick check)
   /usr/bin/python3 -m training.fast --unpack DIR --out training/runs/gpu1   (a packed run -> a run folder)
+  python3 -m training.fast --out RUN2 --roles clip_text,prior,decoder --resume RUN ...   (continue some stages)
 
 Schedule (t = 0 when the data is ready):
   up1, up2       t = 0 .. deadline
