@@ -112,8 +112,13 @@ def main():
         if c:
             L.append(f"It was then continued ({', '.join(c['roles'])}) for {c['total_seconds'] / 60:.1f} min on "
                      f"{c['n_data']:,} fresh scenes (`--roles {','.join(c['roles'])} --resume`; decoder and prior "
-                     f"learning rate {c['dec_lr']:g}); the steps above are the totals and the times the sums. "
-                     "Rebuild: see training/README.md.\n")
+                     f"learning rate {c['dec_lr']:g}); the steps above are the totals and the times the sums.")
+            f = fast.get("cpu_fine_tune")
+            if f:
+                L.append(f"Last, {' and '.join(f['roles'])} alone on 2 CPU cores for {f['seconds'] / 60:.0f} min: {f['steps']:,} "
+                         f"steps at batch {f['batch']} (learning rate {f['prior_lr']:g}), counted in the steps above but "
+                         "not in the times.")
+            L.append("Rebuild: see training/README.md.\n")
         else:
             L.append("Rebuild: see training/README.md.\n")
     else:
