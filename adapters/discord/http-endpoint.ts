@@ -81,9 +81,9 @@ export interface InteractionsEndpoint {
 }
 
 /** Starts the endpoint on `host:port` (port 0 picks a free one). */
-export async function startInteractionsEndpoint(options: { publicKey: string; host: string; port: number; handler: InteractionHandler; logger: Logger; replayGuard?: ReplayGuard }): Promise<InteractionsEndpoint> {
+export async function startInteractionsEndpoint(options: { publicKey: string; host: string; port: number; handler: InteractionHandler; logger: Logger }): Promise<InteractionsEndpoint> {
   const key = publicKeyFromHex(options.publicKey);
-  const replayGuard = options.replayGuard ?? new ReplayGuard();
+  const replayGuard = new ReplayGuard();
   const { handler, logger } = options;
   const server: Server = createServer((request, response) => {
     void serve(request, response).catch((error: unknown) => {

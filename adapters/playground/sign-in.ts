@@ -15,32 +15,32 @@ const wrongPasswordDelayMs = 400;
 
 /** Who may use the playground. */
 export class PlaygroundGate {
-  readonly #session: Buffer | undefined;
-  readonly #passwordDigest: Buffer | undefined;
+  /** The session cookie's value and the password's digest; undefined when no password is set. */
+  readonly #secret: { session: Buffer; passwordDigest: Buffer } | undefined;
 
   constructor(password: string | undefined, private readonly delayMs: number = wrongPasswordDelayMs) {
     if (password) {
-      this.#session = createHmac('sha256', password).update('imagine playground session').digest();
-      this.#passwordDigest = digest(password);
+      this.#secret = { session: createHmac('sha256', password).update('imagine playground session').digest(), passwordDigest: digest(password) };
     }
   }
 
   /** True when a password is set. */
   get enabled(): boolean {
-    return this.#session !== undefined;
+    return this.#secret !== undefined;
   }
 
   /** True when no password is set, or the request carries the session cookie. */
   allows(request: IncomingMessage): boolean {
-    if (!this.#session) return true;
+    if (!this.#secret) return true;
     const presented = cookie(request, cookieName);
     if (!presented || !/^[0-9a-f]{64}$/.test(presented)) return false;
-    return timingSafeEqual(Buffer.from(presented, 'hex'), this.#session);
+    return timingSafeEqual(Buffer.from(presented, 'hex'), this.#secret.session);
   }
 
   /** Serves GET/POST /signin. */
   async signIn(request: IncomingMessage, response: ServerResponse): Promise<void> {
-    if (!this.#session || !this.#passwordDigest) {
+    const secret = this.#secret;
+    if (!secret) {
       response.writeHead(303, { location: '/' });
       response.end();
       return;
@@ -53,10 +53,10 @@ export class PlaygroundGate {
     }
     const form = await readForm(request);
     const password = form?.get('password') ?? '';
-    if (timingSafeEqual(digest(password), this.#passwordDigest)) {
+    if (timingSafeEqual(digest(password), secret.passwordDigest)) {
       response.writeHead(303, {
         location: '/',
-        'set-cookie': `${cookieName}=${this.#session.toString('hex')}; Path=/; HttpOnly; SameSite=Strict`,
+        'set-cookie': `${cookieName}=${secret.session.toString('hex')}; Path=/; HttpOnly; SameSite=Strict`,
       });
       response.end();
       return;

@@ -72,13 +72,12 @@ export class DdimScheduler implements Scheduler {
     const rootAlphaPrevious = Math.sqrt(alphaPrevious);
     const direction = Math.sqrt(Math.max(0, 1 - alphaPrevious - deviation * deviation));
     const { predictionType, clipSample, clipSampleRange } = this.config;
-    // One loop per prediction type, with no per-sample closure: this runs over every pixel of every
+    // A plain loop rather than mapSamples' closure per sample: this runs over every pixel of every
     // denoising step, and was the engine's largest cost outside onnxruntime.
     const length = sample.length;
     const result = new Float32Array(length);
     const low = clipSample ? -clipSampleRange : Number.NEGATIVE_INFINITY;
     const high = clipSample ? clipSampleRange : Number.POSITIVE_INFINITY;
-    const noiseScale = stepNoise === undefined ? 0 : deviation;
     for (let index = 0; index < length; index += 1) {
       const x = sample[index]!;
       const output = modelOutput[index]!;
@@ -98,7 +97,7 @@ export class DdimScheduler implements Scheduler {
       if (original < low) original = low;
       else if (original > high) original = high;
       let previous = rootAlphaPrevious * original + direction * epsilon;
-      if (stepNoise !== undefined) previous += noiseScale * stepNoise[index]!;
+      if (stepNoise !== undefined) previous += deviation * stepNoise[index]!;
       result[index] = previous;
     }
     return result;

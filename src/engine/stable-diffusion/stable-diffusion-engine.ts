@@ -277,6 +277,8 @@ export class StableDiffusionEngine implements ImageEngine {
     const latentWidth = size.width / vaeFactor;
     const guided = text.unconditional !== undefined;
     const guidanceEmbedding = this.unet.hasInput('timestep_cond') ? guidanceScaleEmbedding(guidance, this.timestepCondSize()) : undefined;
+    const noisyConditioning = chaos > 0 ? annealedConditioning(text.conditional, chaos) : undefined;
+    const trainTimesteps = this.scheduler.config.num_train_timesteps ?? 1000;
     const results: Float32Array[] = [];
     for (const [begin, end] of chunks(seeds.length, this.maxBatch)) {
       const chunkSeeds = seeds.slice(begin, end);
@@ -284,9 +286,9 @@ export class StableDiffusionEngine implements ImageEngine {
       const scheduler = createScheduler();
       const batch = guided ? 2 * count : count;
       const hidden = guided ? concat([repeat(text.unconditional!, count), repeat(text.conditional, count)]) : repeat(text.conditional, count);
-      const chaosGenerators = chaos > 0 ? chunkSeeds.map((seed) => generatorFor(seed, NoiseStream.chaos)) : undefined;
-      const trainTimesteps = this.scheduler.config.num_train_timesteps ?? 1000;
-      const conditionalOffset = guided ? count * text.conditional.length : 0;
+      // Chaos: this chunk's images' conditioning, with each image's own noise, at diffusion time t.
+      const chaosGenerators = chunkSeeds.map((seed) => generatorFor(seed, NoiseStream.chaos));
+      const conditioningAt = noisyConditioning ? (time: number) => noisyConditioning(hidden, guided ? count * text.conditional.length : 0, chaosGenerators, time) : undefined;
       // One buffer for the doubled (unconditional + conditional) latents, reused by every step.
       const doubled = guided ? new Float32Array(2 * count * latentSize) : undefined;
       const latents = await denoise({
@@ -300,7 +302,7 @@ export class StableDiffusionEngine implements ImageEngine {
           const output = await this.unet.runFor(this.unetOutput, {
             sample: { data: doubled ? fillTwice(doubled, input) : input, dims: [batch, latentChannels, latentHeight, latentWidth] },
             timestep: { data: new Array<number>(batch).fill(timestep), dims: [batch] },
-            encoder_hidden_states: { data: chaosGenerators ? annealedConditioning(hidden, conditionalOffset, text.conditional, chaosGenerators, chaos, timestep / trainTimesteps) : hidden, dims: [batch, this.contextLength, text.width] },
+            encoder_hidden_states: { data: conditioningAt ? conditioningAt(timestep / trainTimesteps) : hidden, dims: [batch, this.contextLength, text.width] },
             ...(guidanceEmbedding ? { timestep_cond: { data: repeat(guidanceEmbedding, batch), dims: [batch, guidanceEmbedding.length] } } : {}),
           });
           if (output.data.length !== batch * latentSize) {
@@ -506,36 +508,37 @@ const chaosConditioningNoise = 0.25;
 
 /**
  * The conditional text states of each image with CADS noise for diffusion time `time` (0 clean .. 1
- * pure noise): ŷ = √γ·y + s·√(1−γ)·n, rescaled to y's mean and standard deviation. `hidden` is not
- * changed; the copy replaces each image's conditional block from `offset` on.
+ * pure noise): ŷ = √γ·y + s·√(1−γ)·n, rescaled to y's mean and standard deviation. Made once per
+ * request (y's statistics do not change between steps); `hidden` is not changed: the copy replaces
+ * each image's conditional block from `offset` on.
  */
-export function annealedConditioning(hidden: Float32Array, offset: number, conditional: Float32Array, generators: Random[], chaos: number, time: number): Float32Array {
-  const { start, end } = chaosAnnealing;
-  const gamma = time <= start ? 1 : time >= end ? 0 : (end - time) / (end - start);
-  if (gamma >= 1) return hidden;
-  const scale = chaosConditioningNoise * chaos * Math.sqrt(1 - gamma);
-  const keep = Math.sqrt(gamma);
-  let mean = 0;
-  for (const value of conditional) mean += value;
-  mean /= conditional.length;
-  let variance = 0;
-  for (const value of conditional) variance += (value - mean) ** 2;
-  const deviation = Math.sqrt(variance / conditional.length);
-  const result = hidden.slice();
+export function annealedConditioning(conditional: Float32Array, chaos: number): (hidden: Float32Array, offset: number, generators: Random[], time: number) => Float32Array {
+  const { mean, deviation } = statistics(conditional);
   const noise = new Float32Array(conditional.length);
-  generators.forEach((generator, image) => {
-    generator.fillGaussian(noise);
-    let noisyMean = 0;
-    for (let index = 0; index < noise.length; index += 1) {
-      noise[index] = keep * conditional[index]! + scale * noise[index]!;
-      noisyMean += noise[index]!;
-    }
-    noisyMean /= noise.length;
-    let noisyVariance = 0;
-    for (const value of noise) noisyVariance += (value - noisyMean) ** 2;
-    const ratio = deviation / (Math.sqrt(noisyVariance / noise.length) || 1);
-    const base = offset + image * conditional.length;
-    for (let index = 0; index < noise.length; index += 1) result[base + index] = (noise[index]! - noisyMean) * ratio + mean;
-  });
-  return result;
+  return (hidden, offset, generators, time) => {
+    const { start, end } = chaosAnnealing;
+    const gamma = time <= start ? 1 : time >= end ? 0 : (end - time) / (end - start);
+    if (gamma >= 1) return hidden;
+    const scale = chaosConditioningNoise * chaos * Math.sqrt(1 - gamma);
+    const keep = Math.sqrt(gamma);
+    const result = hidden.slice();
+    generators.forEach((generator, image) => {
+      generator.fillGaussian(noise);
+      for (let index = 0; index < noise.length; index += 1) noise[index] = keep * conditional[index]! + scale * noise[index]!;
+      const noisy = statistics(noise);
+      const ratio = deviation / (noisy.deviation || 1);
+      const base = offset + image * conditional.length;
+      for (let index = 0; index < noise.length; index += 1) result[base + index] = (noise[index]! - noisy.mean) * ratio + mean;
+    });
+    return result;
+  };
+}
+
+function statistics(values: Float32Array): { mean: number; deviation: number } {
+  let mean = 0;
+  for (const value of values) mean += value;
+  mean /= values.length;
+  let variance = 0;
+  for (const value of values) variance += (value - mean) ** 2;
+  return { mean, deviation: Math.sqrt(variance / values.length) };
 }

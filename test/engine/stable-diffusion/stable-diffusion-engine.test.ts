@@ -76,8 +76,9 @@ describe('StableDiffusionEngine', () => {
     const unconditional = new Float32Array(64).fill(0.25);
     const hidden = Float32Array.from([...unconditional, ...unconditional, ...conditional, ...conditional]);
     const generators = () => [generatorFor(1, NoiseStream.chaos), generatorFor(2, NoiseStream.chaos)];
-    expect(annealedConditioning(hidden, 128, conditional, generators(), 1, 0.5)).toBe(hidden);
-    const early = annealedConditioning(hidden, 128, conditional, generators(), 1, 0.95);
+    const noisy = annealedConditioning(conditional, 1);
+    expect(noisy(hidden, 128, generators(), 0.5)).toBe(hidden);
+    const early = noisy(hidden, 128, generators(), 0.95);
     expect(Array.from(early.subarray(0, 128))).toEqual(Array.from(hidden.subarray(0, 128)));
     const stats = (values: Float32Array) => {
       const mean = values.reduce((sum, value) => sum + value, 0) / values.length;
@@ -93,9 +94,9 @@ describe('StableDiffusionEngine', () => {
       expect(distance(block)).toBeGreaterThan(1);
     }
     expect(Array.from(first)).not.toEqual(Array.from(second));
-    const halfway = annealedConditioning(hidden, 128, conditional, generators(), 1, 0.75);
+    const halfway = noisy(hidden, 128, generators(), 0.75);
     expect(distance(halfway.subarray(128, 192))).toBeLessThan(distance(first));
-    expect(Array.from(annealedConditioning(hidden, 128, conditional, generators(), 1, 0.95))).toEqual(Array.from(early));
+    expect(Array.from(noisy(hidden, 128, generators(), 0.95))).toEqual(Array.from(early));
   });
 
   it('varies by img2img: strong variations drift further between seeds than subtle ones', async () => {

@@ -36,7 +36,6 @@ export async function redisAvailable(): Promise<boolean> {
 /** Fast stalled-job recovery for tests: a killed worker's job is back in about 1–2 s. */
 export const testTimings: Partial<WorkerTimings> = { lockDurationMs: 1000, stalledIntervalMs: 500, parkMs: 300 };
 
-/** One isolated deployment: its own queue, key prefix and job store namespace. */
 /**
  * A factory of Deployments for one test file: registers an afterEach that cleans up every
  * Deployment the factory made during the test.
@@ -53,6 +52,7 @@ export function deploymentsCleanedAfterEach(): (label: string) => Deployment {
   };
 }
 
+/** One isolated deployment: its own queue, key prefix and job store namespace. */
 export class Deployment {
   readonly names: QueueNames;
   readonly namespace: string;
