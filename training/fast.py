@@ -124,7 +124,7 @@ class Run:
     """AdamW with warm-up and a cosine schedule that follows the wall clock to the deadline, an EMA copy,
     and a checkpoint in train.py's format every `save_seconds`."""
 
-    def __init__(self, torch, out, stage, model, lr, deadline, fast, warmup=200, ema=True, resumed=False):
+    def __init__(self, torch, out, stage, model, lr, deadline, fast, warmup=200, ema=True, resumed_from=0):
         import copy
         self.torch, self.out, self.stage, self.model = torch, out, stage, model
         self.params = [p for p in model.parameters() if p.requires_grad]
@@ -136,7 +136,7 @@ class Run:
             self.ema_params = list(self.ema.parameters())
             self.model_params = list(model.parameters())
         self.step = 0
-        self.resumed = resumed  # a resumed stage's EMA starts from trained weights: no EMA warm-up
+        self.resumed_from = resumed_from  # a resumed stage's EMA starts from trained weights: no EMA warm-up
         self.last_save = time.time()
 
     def progress(self):
@@ -155,7 +155,7 @@ class Run:
         torch.nn.utils.clip_grad_norm_(self.params, 1.0)
         self.opt.step()
         if self.ema is not None:
-            d = self.fast["ema_decay"] if self.resumed else min(self.fast["ema_decay"], (1 + self.step) / (10 + self.step))
+            d = self.fast["ema_decay"] if self.resumed_from else min(self.fast["ema_decay"], (1 + self.step) / (10 + self.step))
             with torch.no_grad():
                 torch._foreach_mul_(self.ema_params, d)
                 torch._foreach_add_(self.ema_params, [p.detach() for p in self.model_params], alpha=1 - d)
@@ -164,6 +164,12 @@ class Run:
         self.step += 1
         if time.time() - self.last_save > self.fast["save_seconds"]:
             self.save()
+
+    def finish(self, batch):
+        """The last checkpoint and <stage>.done, with steps counted from the start of the resumed run."""
+        self.step += self.resumed_from
+        self.save(info={"steps": self.step, "resumed_from": self.resumed_from, "seconds": time.time() - self.start, "batch": batch})
+        log(self.out, self.stage, f"done at step {self.step}")
 
     def save(self, name=None, info=None):
         torch = self.torch
@@ -219,14 +225,27 @@ def setup(args):
     return torch, torch.device(args.device)
 
 
+def device_schedule(which, dev):
+    """The stage's noise schedule with its table on the device (training indexes it with device timesteps)."""
+    from .diffusion import Schedule
+    from .train import SCHED
+    sched = Schedule(SCHED[which])
+    sched.alphas_cumprod = sched.alphas_cumprod.to(dev)
+    return sched
+
+
 def images(torch, u8):
     return u8.permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
+def token_ids(torch, dev, ids):
+    """The captions' ids [N, K, 77] on the device, cut after the longest caption's end token."""
+    ids = torch.from_numpy(ids).to(dev)
+    return ids[:, :, :int(ids.argmax(-1).max()) + 1].contiguous()
+
+
 def text_data(torch, dev, d):
-    ids = torch.from_numpy(d["ids"]).to(dev)
-    length = int((ids.argmax(-1)).max()) + 1  # the longest caption, end token included
-    return ids[:, :, :length].contiguous(), torch.from_numpy(d["ttgt"].astype(np.int64)).to(dev)
+    return token_ids(torch, dev, d["ids"]), torch.from_numpy(d["ttgt"].astype(np.int64)).to(dev)
 
 
 def role_clip(args, cfg, fast):
@@ -266,13 +285,9 @@ def role_clip(args, cfg, fast):
             log(args.out, "clip", f"step {run.step} loss {loss.item():.3f} nce {l_nce.item():.3f} attr_img {l_ai.item():.3f} "
                 f"attr_txt {l_at.item():.3f} map {l_map.item():.3f} acc {acc:.2f} {time.time() - t0:.0f}s")
     joint_steps = run.step
-    clip.eval()
-    with torch.no_grad():
-        embs = torch.cat([clip.image(images(torch, imgs[i:i + 4096])) for i in range(0, N, 4096)])
-    torch.save(embs.cpu(), os.path.join(args.out, "data_img_embeds.pt"))
-    open(os.path.join(args.out, "embed.done"), "w").write("{}")
+    embs = save_image_embeddings(torch, args.out, clip.eval(), imgs)
     run.save("clip", {"steps": joint_steps, "seconds": time.time() - t0})
-    log(args.out, "clip", f"joint phase done at step {joint_steps}; image embeddings of {N} scenes saved")
+    log(args.out, "clip", f"joint phase done at step {joint_steps}")
 
     text_phase(args, cfg, fast, torch, dev, clip, embs, ids, ttgt, text_end, t0, {"joint_steps": joint_steps})
 
@@ -358,35 +373,33 @@ def text_phase(args, cfg, fast, torch, dev, clip, embs, ids, ttgt, end, t0, info
 def role_clip_text(args, cfg, fast):
     """Only CLIP's text phase, from a resumed run's CLIP (clip_text.pt, else clip.pt)."""
     torch, dev = setup(args)
-    from .train import build_clip
-    d = load_chunks(args.out, "data", ["ids", "ttgt"])
-    ids, ttgt = text_data(torch, dev, d)
-    clip = build_clip(args.out, cfg)
-    start = os.path.join(args.resume, "clip_text.pt")
-    start = start if os.path.exists(start) else os.path.join(args.resume, "clip.pt")
-    clip.load_state_dict(torch.load(start, map_location="cpu")["model"])
-    clip = clip.to(dev)
-    log(args.out, "clip_text", f"resumed from {start}")
+    from .train import load_clip
+    ids, ttgt = text_data(torch, dev, load_chunks(args.out, "data", ["ids", "ttgt"]))
+    clip = load_clip(args.resume, cfg).to(dev)
+    log(args.out, "clip_text", f"resumed from {args.resume}")
     wait_for(args.out, "embed.done", args.deadline)
     embs = torch.load(os.path.join(args.out, "data_img_embeds.pt")).to(dev)
     span = args.deadline - args.t0
     text_phase(args, cfg, fast, torch, dev, clip, embs, ids, ttgt, args.t0 + span * fast["clip_text_share"],
-               time.time(), {"resumed_from": start})
+               time.time(), {"resumed_from": args.resume})
+
+
+def save_image_embeddings(torch, out, clip, imgs):
+    """The image embeddings of every scene, saved for the decoder and prior (embed.done marks them ready)."""
+    with torch.no_grad():
+        embs = torch.cat([clip.image(images(torch, imgs[i:i + 4096])) for i in range(0, len(imgs), 4096)])
+    torch.save(embs.cpu(), os.path.join(out, "data_img_embeds.pt"))
+    open(os.path.join(out, "embed.done"), "w").write("{}")
+    log(out, "embed", f"image embeddings of {len(embs)} scenes saved")
+    return embs
 
 
 def role_embed(args, cfg, fast):
     """Only the image embeddings of this run's scenes, from a resumed run's CLIP (when clip is not trained)."""
     torch, dev = setup(args)
-    from .train import build_clip
+    from .train import load_clip
     imgs = torch.from_numpy(load_chunks(args.out, "data", ["imgs"])["imgs"]).to(dev)
-    clip = build_clip(args.out, cfg)
-    clip.load_state_dict(torch.load(os.path.join(args.out, "clip.pt"), map_location="cpu")["model"])
-    clip = clip.to(dev).eval()
-    with torch.no_grad():
-        embs = torch.cat([clip.image(images(torch, imgs[i:i + 4096])) for i in range(0, len(imgs), 4096)])
-    torch.save(embs.cpu(), os.path.join(args.out, "data_img_embeds.pt"))
-    open(os.path.join(args.out, "embed.done"), "w").write("{}")
-    log(args.out, "embed", f"image embeddings of {len(embs)} scenes saved")
+    save_image_embeddings(torch, args.out, load_clip(args.out, cfg, phase2=False).to(dev), imgs)
 
 
 def resume_weights(args, stage, model):
@@ -404,11 +417,9 @@ def resume_weights(args, stage, model):
 def role_prior(args, cfg, fast):
     torch, dev = setup(args)
     import torch.nn.functional as F
-    from .diffusion import Schedule
     from .tokenizer import get_tokenizer
-    from .train import SCHED, build_prior, load_clip
-    d = load_chunks(args.out, "data", ["ids"])
-    ids, _ = text_data(torch, dev, dict(d, ttgt=np.zeros(1, np.int16)))
+    from .train import build_prior, load_clip
+    ids = token_ids(torch, dev, load_chunks(args.out, "data", ["ids"])["ids"])
     wait_for(args.out, "clip_text.done", args.deadline)
     clip = load_clip(args.out, cfg).to(dev)
     for p in clip.parameters():
@@ -420,13 +431,11 @@ def role_prior(args, cfg, fast):
     prior = build_prior(cfg)
     before = resume_weights(args, "prior", prior)
     prior = prior.to(dev)
-    run = Run(torch, args.out, "prior", prior, fast["prior_lr"], args.deadline, fast, warmup=200, resumed=before > 0)
-    sched = Schedule(SCHED["prior"])
-    sched.alphas_cumprod = sched.alphas_cumprod.to(dev)
+    run = Run(torch, args.out, "prior", prior, fast["prior_lr"], args.deadline, fast, warmup=200, resumed_from=before)
+    sched = device_schedule("prior", dev)
     scale = math.sqrt(cfg["embed_dim"])
     noise_ids = noise_tokens(torch, args.out, dev)
     N, K, B = ids.shape[0], ids.shape[1], fast["prior_batch"]
-    t0 = time.time()
     while run.running():
         idx = torch.randint(0, N, (B,), device=dev)
         k = torch.randint(0, K, (B,), device=dev)
@@ -443,33 +452,26 @@ def role_prior(args, cfg, fast):
         run.update(loss)
         if run.step % 500 == 0:
             cos = F.cosine_similarity(pred, x0).mean().item()
-            log(args.out, "prior", f"step {run.step} loss {loss.item():.4f} cos {cos:.3f} {time.time() - t0:.0f}s")
-    run.step += before
-    run.save(info={"steps": run.step, "resumed_from": before, "seconds": time.time() - t0, "batch": B})
-    log(args.out, "prior", f"done at step {run.step}")
+            log(args.out, "prior", f"step {run.step} loss {loss.item():.4f} cos {cos:.3f} {time.time() - run.start:.0f}s")
+    run.finish(B)
 
 
 def role_decoder(args, cfg, fast):
     torch, dev = setup(args)
     import torch.nn.functional as F
-    from .diffusion import Schedule
-    from .train import SCHED, build_clip, build_decoder
-    d = load_chunks(args.out, "data", ["imgs"])
-    imgs = torch.from_numpy(d["imgs"]).to(dev)
+    from .train import build_decoder, load_clip
+    imgs = torch.from_numpy(load_chunks(args.out, "data", ["imgs"])["imgs"]).to(dev)
     wait_for(args.out, "clip.done", args.deadline)
     model = build_decoder(cfg)
-    clip = build_clip(args.out, cfg)
-    clip.load_state_dict(torch.load(os.path.join(args.out, "clip.pt"), map_location="cpu")["model"])
-    model.sketch.load_from_clip(clip)
+    model.sketch.load_from_clip(load_clip(args.out, cfg, phase2=False))
     before = resume_weights(args, "decoder", model)
     model = model.to(dev)
     wait_for(args.out, "embed.done", args.deadline)
     embs = torch.load(os.path.join(args.out, "data_img_embeds.pt")).to(dev)
-    run = Run(torch, args.out, "decoder", model, fast["dec_lr"], args.deadline, fast, warmup=200, resumed=before > 0)
-    sched = Schedule(SCHED["decoder"])
-    sched.alphas_cumprod = sched.alphas_cumprod.to(dev)
+    run = Run(torch, args.out, "decoder", model, fast["dec_lr"], args.deadline, fast, warmup=200, resumed_from=before)
+    sched = device_schedule("decoder", dev)
     N, B = len(embs), fast["dec_batch"]
-    t0, ema_loss = time.time(), None
+    ema_loss = None
     while run.running():
         idx = torch.randint(0, N, (B,), device=dev)
         x0, c = F.avg_pool2d(images(torch, imgs[idx]), 2), embs[idx]
@@ -485,30 +487,26 @@ def role_decoder(args, cfg, fast):
         run.update(loss)
         if run.step % 500 == 0:
             ema_loss = loss.item() if ema_loss is None else 0.9 * ema_loss + 0.1 * loss.item()
-            log(args.out, "decoder", f"step {run.step} loss {ema_loss:.4f} {time.time() - t0:.0f}s")
-    run.step += before
-    run.save(info={"steps": run.step, "resumed_from": before, "seconds": time.time() - t0, "batch": B})
-    log(args.out, "decoder", f"done at step {run.step}")
+            log(args.out, "decoder", f"step {run.step} loss {ema_loss:.4f} {time.time() - run.start:.0f}s")
+    run.finish(B)
 
 
 def role_up(args, cfg, fast, which):
     torch, dev = setup(args)
     import torch.nn.functional as F
-    from .diffusion import Schedule
-    from .train import DEC_SIZE, SCHED, UP1_FACTOR, UP2_FACTOR, build_up
+    from .train import DEC_SIZE, UP1_FACTOR, UP2_FACTOR, build_up
     cache = torch.from_numpy(load_chunks(args.out, "up")).to(dev)
     hi, factor = (DEC_SIZE * UP1_FACTOR, UP1_FACTOR) if which == "up1" else (DEC_SIZE * UP1_FACTOR * UP2_FACTOR, UP2_FACTOR)
     model = build_up(cfg, which)
     before = resume_weights(args, which, model)
     model = model.to(dev)
-    run = Run(torch, args.out, which, model, fast[which + "_lr"], args.deadline, fast, warmup=100, resumed=before > 0)
-    sched = Schedule(SCHED[which])
-    sched.alphas_cumprod = sched.alphas_cumprod.to(dev)
+    run = Run(torch, args.out, which, model, fast[which + "_lr"], args.deadline, fast, warmup=100, resumed_from=before)
+    sched = device_schedule(which, dev)
     B, crop = fast[which + "_batch"], cfg["crop"]
     ar = torch.arange(crop, device=dev)
     rows_b = torch.arange(B, device=dev)[:, None, None, None]
     chans = torch.arange(3, device=dev)[None, :, None, None]
-    t0, ema_loss = time.time(), None
+    ema_loss = None
     while run.running():
         x = images(torch, cache[torch.randint(0, len(cache), (B,), device=dev)])
         if hi != x.shape[2]:
@@ -530,16 +528,14 @@ def role_up(args, cfg, fast, which):
         run.update(loss)
         if run.step % 500 == 0:
             ema_loss = loss.item() if ema_loss is None else 0.9 * ema_loss + 0.1 * loss.item()
-            log(args.out, which, f"step {run.step} loss {ema_loss:.4f} {time.time() - t0:.0f}s")
-    run.step += before
-    run.save(info={"steps": run.step, "resumed_from": before, "seconds": time.time() - t0, "batch": B})
-    log(args.out, which, f"done at step {run.step}")
+            log(args.out, which, f"step {run.step} loss {ema_loss:.4f} {time.time() - run.start:.0f}s")
+    run.finish(B)
 
 
 # ------------------------------------------------------------------ orchestration, packing
 
 def config(args):
-    from .train import CONFIGS
+    from .train import CONFIGS, override
     fast = dict(FAST_TINY if args.tiny else FAST)
     cfg = dict(CONFIGS["tiny" if args.tiny else "default"])
     for k in ("n_data", "text_width", "text_layers", "prior_width", "prior_depth", "up_cache"):
@@ -547,10 +543,14 @@ def config(args):
             cfg[k] = fast[k]
     cfg["prior_captions"] = fast["captions"]
     for kv in args.set:
-        k, v = kv.split("=", 1)
-        target = fast if k in fast else cfg
-        target[k] = type(target[k])(eval(v)) if not isinstance(target[k], tuple) else tuple(eval(v))
+        override(fast if kv.split("=", 1)[0] in fast else cfg, kv)
     return cfg, fast
+
+
+def device_name(device):
+    """What trained the run, for the model card: the GPU's name, or the device string."""
+    import torch
+    return torch.cuda.get_device_name() if device.startswith("cuda") and torch.cuda.is_available() else device
 
 
 def pack(run, dest):
@@ -673,7 +673,7 @@ def main():
             codes[role] = "killed"
     log(args.out, "fast", f"exit codes {codes}; total {time.time() - start:.0f}s")
     with open(os.path.join(args.out, "fast.json"), "w") as f:
-        json.dump({**fast, "total_seconds": round(time.time() - start), "exit_codes": codes}, f, indent=1)
+        json.dump({**fast, "total_seconds": round(time.time() - start), "exit_codes": codes, "device": device_name(args.device)}, f, indent=1)
     if args.pack:
         n = pack(args.out, args.pack)
         log(args.out, "fast", f"packed {n / 1e6:.1f} MB into {args.pack}")

@@ -82,10 +82,13 @@ def main():
              "(whose embeddings the decoder is trained on) and keeps training the text tower against them (LiT).\n")
     fast_path = os.path.join(args.run, "fast.json")
     fast = json.load(open(fast_path)) if os.path.exists(fast_path) else None
+    names = dict(STAGE_NAMES)
     if fast:
-        L.append(f"## Training (`training.fast` on one NVIDIA H200, all stages at once, seed {cfg.get('seed', 0)})\n")
-        STAGE_NAMES["data"] = (f"data: {fast['n_data']:,} scenes × {fast['captions']} captions at 64 px, "
-                               f"{fast['up_cache']:,} at 256 px (15 worker processes)")
+        L.append(f"## Training (`training.fast` on {fast.get('device', 'a GPU')}, all stages at once, seed {cfg.get('seed', 0)})\n")
+        data = os.path.join(args.run, "data.done")
+        workers = json.load(open(data)).get("workers") if os.path.exists(data) else None
+        names["data"] = (f"data: {fast['n_data']:,} scenes × {fast['captions']} captions at 64 px, "
+                         f"{fast['up_cache']:,} at 256 px" + (f" ({workers} worker processes)" if workers else ""))
         batch = {"clip": fast["clip_batch"], "clip_text": fast["cliptext_batch"], "prior": fast["prior_batch"],
                  "decoder": fast["dec_batch"], "up1": fast["up1_batch"], "up2": fast["up2_batch"]}
     else:
@@ -102,25 +105,23 @@ def main():
         d = json.load(open(f))
         s = d.get("seconds", d.get("wall_seconds_this_run"))
         tot += s or 0
-        L.append(f"| {STAGE_NAMES[st]} | {d.get('steps', '-')} | {batch.get(st, '-')} | {fmt_s(s)} |")
+        L.append(f"| {names[st]} | {d.get('steps', '-')} | {batch.get(st, '-')} | {fmt_s(s)} |")
     if fast:
         L.append("\nThe stages after the data ran at the same time as five processes sharing the GPU: the upsamplers for "
                  "the whole run, CLIP first, then the decoder (from the end of joint CLIP) and the prior (from the end "
-                 "of the text phase), each ended by one wall-clock deadline, so the times overlap; the whole run took "
-                 f"{fast.get('total_seconds', 546) / 60:.1f} min.")
+                 "of the text phase), each ended by one wall-clock deadline, so the times overlap"
+                 + (f"; the whole run took {fast['total_seconds'] / 60:.1f} min." if "total_seconds" in fast else "."))
         c = fast.get("continuation")
         if c:
             L.append(f"It was then continued ({', '.join(c['roles'])}) for {c['total_seconds'] / 60:.1f} min on "
                      f"{c['n_data']:,} fresh scenes (`--roles {','.join(c['roles'])} --resume`; decoder and prior "
                      f"learning rate {c['dec_lr']:g}); the steps above are the totals and the times the sums.")
-            f = fast.get("cpu_fine_tune")
-            if f:
-                L.append(f"Last, {' and '.join(f['roles'])} alone on 2 CPU cores for {f['seconds'] / 60:.0f} min: {f['steps']:,} "
-                         f"steps at batch {f['batch']} (learning rate {f['prior_lr']:g}), counted in the steps above but "
-                         "not in the times.")
-            L.append("Rebuild: see training/README.md.\n")
-        else:
-            L.append("Rebuild: see training/README.md.\n")
+        f = fast.get("cpu_fine_tune")
+        if f:
+            L.append(f"Last, {' and '.join(f['roles'])} alone on 2 CPU cores for {f['seconds'] / 60:.0f} min: {f['steps']:,} "
+                     f"steps at batch {f['batch']} (learning rate {f['prior_lr']:g}), counted in the steps above but "
+                     "not in the times.")
+        L.append("Rebuild: see training/README.md.\n")
     else:
         L.append(f"\nTotal: {tot / 60:.0f} min of wall time (stages ran two at a time, each on one thread, on a "
                  "machine shared with other builds and tests, so wall time overstates the compute). Rebuild: see training/README.md.\n")

@@ -413,7 +413,6 @@ def stage_text_embed(args, cfg):
     return {"n": N, "captions_per_scene": K, "tokens": L}
 
 
-
 def build_prior(cfg):
     return Prior(cfg["embed_dim"], cfg["text_width"], cfg["prior_width"], cfg["prior_depth"])
 
@@ -577,6 +576,12 @@ def stage_up(args, cfg, which):
 
 # ------------------------------------------------------------------ main
 
+def override(config, assignment):
+    """--set key=value: the value parsed as Python and given the type of the default it replaces."""
+    k, v = assignment.split("=", 1)
+    config[k] = tuple(eval(v)) if isinstance(config[k], tuple) else type(config[k])(eval(v))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="training/runs/default")
@@ -590,8 +595,7 @@ def main():
     torch.set_num_threads(args.threads)
     cfg = dict(CONFIGS["tiny" if args.tiny else "default"])
     for kv in args.set:
-        k, v = kv.split("=", 1)
-        cfg[k] = type(cfg[k])(eval(v)) if not isinstance(cfg[k], tuple) else tuple(eval(v))
+        override(cfg, kv)
     cfg_path = os.path.join(args.out, "config.json")
     if os.path.exists(cfg_path) and not args.set:  # a resumed run keeps the overrides it started with
         old = json.load(open(cfg_path))

@@ -72,7 +72,7 @@ def test_insert_noise():
             end = row.index(49407)
             assert row[0] == 49406 and all(t == 0 for t in row[end + 1:]), row
             kept = [t for t in row[1:end] if t not in (49405, 539)]
-            body = [t for t in original[1:original.index(49407)]]
+            body = original[1:original.index(49407)]
             assert kept == body, (kept, body)  # the caption's own words, in order; only noise was added
             assert end - 1 - len(body) <= 3
     assert (insert_noise(torch, ids, noise, 0.0)[:, :77] == ids).all()
