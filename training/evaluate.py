@@ -331,30 +331,45 @@ class Pipeline:
         with self.torch.no_grad():
             return self.m["clip"].text(ids)
 
-    def prior(self, prompts, gen, guidance=None, steps=None):
+    def prior(self, prompts, gen, guidance=None, steps=None, samples=None):
+        """As DALL·E 2 samples its prior: `samples` candidates per prompt, keeping the one whose embedding has
+        the largest dot product with the text embedding."""
         from .diffusion import sample
         torch = self.torch
         g = self.d["prior_guidance"] if guidance is None else guidance
         steps = steps or self.d["prior_steps"]
-        te, th = self.text(prompts)
+        K = int(samples or 1)
+        te0, th0 = self.text(prompts)
+        te, th = te0.repeat(K, 1), th0.repeat(K, 1, 1)
         ue, uh = self.text([""])
-        B = len(prompts)
+        B = len(prompts) * K
         k = math.sqrt(self.E)
         cte = torch.cat([ue.expand(B, -1), te])
         cth = torch.cat([uh.expand(B, -1, -1), th])
         fn = lambda x, t, dbl: self.m["prior"](x, t, cte, cth) if dbl else self.m["prior"](x, t, te, th)
         x = sample(fn, (B, self.E), self.S["prior"], steps, g, 0.0, gen)
-        return torch.nn.functional.normalize(x / k, dim=-1)
+        x = torch.nn.functional.normalize(x / k, dim=-1).reshape(K, len(prompts), self.E)
+        best = (x * te0[None]).sum(-1).argmax(0)
+        return x[best, torch.arange(len(prompts))]
 
-    def decode(self, emb, gen, guidance=None, steps=None, eta=0.0, size=32):
+    def decode(self, emb, gen, guidance=None, steps=None, eta=0.0, size=32, samples=None):
+        """`samples` candidates per embedding; the one whose image embedding (CLIP's image encoder on the
+        decoded picture) is nearest the embedding it was drawn from is kept."""
         from .diffusion import sample
         torch = self.torch
         g = self.d["decoder_guidance"] if guidance is None else guidance
         steps = steps or self.d["decoder_steps"]
+        M = int(samples or 1)
+        n = emb.shape[0]
+        emb = emb.repeat(M, 1)
         B = emb.shape[0]
         c2 = torch.cat([torch.zeros_like(emb), emb])
         fn = lambda x, t, dbl: self.m["decoder"](x, t, c2) if dbl else self.m["decoder"](x, t, emb)
-        return sample(fn, (B, 3, size, size), self.S["decoder"], steps, g, eta, gen).clamp(-1, 1)
+        x = sample(fn, (B, 3, size, size), self.S["decoder"], steps, g, eta, gen).clamp(-1, 1)
+        if M == 1:
+            return x
+        score = (self.image_embed(x) * emb).sum(-1).reshape(M, n)
+        return x.reshape(M, n, *x.shape[1:])[score.argmax(0), torch.arange(n)]
 
     def upsample(self, x, which, gen, steps=None):
         from .diffusion import sample
@@ -367,8 +382,8 @@ class Pipeline:
 
     def generate(self, prompts, seed=0, final=True, **kw):
         gen = self.torch.Generator().manual_seed(seed)
-        emb = self.prior(prompts, gen, kw.get("prior_guidance"))
-        x = self.decode(emb, gen, kw.get("decoder_guidance"))
+        emb = self.prior(prompts, gen, kw.get("prior_guidance"), samples=kw.get("prior_samples"))
+        x = self.decode(emb, gen, kw.get("decoder_guidance"), samples=kw.get("decoder_samples"))
         if final:
             x = self.upsample(x, "up1", gen)
         return x, emb
@@ -415,7 +430,7 @@ def evaluate_pipeline(pipe, prompts, batch=32, seed=0, save_dir=None, variations
         e = pipe.image_embed(src)
         z = torch.randn(e.shape, generator=gen) / math.sqrt(e.shape[1])
         e2 = torch.nn.functional.normalize(e + 0.1 * z, dim=-1)
-        xv = pipe.upsample(pipe.decode(e2, gen, eta=0.0), "up1", gen)
+        xv = pipe.upsample(pipe.decode(e2, gen, eta=0.0, samples=kw.get("decoder_samples")), "up1", gen)
         keep, differ = [], []
         for p, a, b in zip(vs, [images[p["id"]] for p in vs], to_u8(xv)):
             attrs_a = attributes(a)
@@ -516,6 +531,8 @@ def main():
     ap.add_argument("--upsampler-n", type=int, default=24)
     ap.add_argument("--prior-guidance", type=float, default=None)
     ap.add_argument("--decoder-guidance", type=float, default=None)
+    ap.add_argument("--decoder-samples", type=int, default=None, help="experiment, not in the engine: decoder candidates per image, the one whose image embedding is nearest kept")
+    ap.add_argument("--prior-samples", type=int, default=None, help="experiment, not in the engine: prior candidates per image, the one nearest the text kept")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--checker-only", action="store_true", help="judge the ground-truth renders only")
     ap.add_argument("--sweep", action="store_true", help="choose the engine defaults into <run>/defaults.json")
@@ -553,6 +570,10 @@ def main():
             kw["prior_guidance"] = args.prior_guidance
         if args.decoder_guidance is not None:
             kw["decoder_guidance"] = args.decoder_guidance
+        if args.prior_samples is not None:
+            kw["prior_samples"] = args.prior_samples
+        if args.decoder_samples is not None:
+            kw["decoder_samples"] = args.decoder_samples
         if args.save:
             os.makedirs(args.save, exist_ok=True)
         out, results = evaluate_pipeline(pipe, prompts, seed=args.seed, save_dir=args.save, variations=args.variations,

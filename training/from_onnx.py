@@ -23,9 +23,13 @@ from onnx import numpy_helper
 FAST_ARCHITECTURE = ("text_width", "text_layers", "prior_width", "prior_depth")
 
 
-def config(fast=True):
+def config(fast=True, path=None):
+    """The run's configuration: its config.json where there is one, else training.fast's (or the CPU recipe's)."""
     from .fast import FAST
     from .train import CONFIGS
+    if path:
+        cfg = json.load(open(path))
+        return {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}
     cfg = dict(CONFIGS["default"])
     if fast:
         for k in FAST_ARCHITECTURE:
@@ -80,12 +84,12 @@ def load_into(module, export, shipped_path):
     return len(matched)
 
 
-def rebuild(model_dir, out, fast=True):
+def rebuild(model_dir, out, fast=True, config_path=None):
     from . import export as X
     from .train import build_decoder, build_prior, build_up
     from .nets import CLIP
     from . import world as W
-    cfg = config(fast)
+    cfg = config(fast, config_path)
     os.makedirs(out, exist_ok=True)
     ids = used_ids(model_dir)
     with open(os.path.join(out, "vocab_ids.json"), "w") as f:
@@ -114,7 +118,12 @@ def rebuild(model_dir, out, fast=True):
         os.path.join(model_dir, "image_encoder", "model.onnx"))
     # CLIP's attribute and layout heads are training-only: they are not in the package (the decoder's Sketch keeps
     # its own frozen copy of the layout head)
-    torch.save({"model": clip.state_dict(), "step": 0}, os.path.join(out, "clip_text.pt"))
+    # clip.pt too: the text phase freezes the image tower, so the package's image encoder is the joint phase's
+    # (what training.fast --resume embeds images with); only the phase-2 text tower survives in the package
+    for stage in ("clip", "clip_text"):
+        torch.save({"model": clip.state_dict(), "step": 0}, os.path.join(out, stage + ".pt"))
+        with open(os.path.join(out, stage + ".done"), "w") as f:  # what training.fast --resume waits for
+            json.dump({"rebuilt_from": os.path.abspath(model_dir)}, f)
     prior = build_prior(cfg).eval()
     counts["prior"] = load_into(prior, exporter(
         lambda m: m, (torch.randn(B, E), t, torch.randn(B, E), torch.randn(B, 77, cfg["text_width"])),
@@ -146,15 +155,38 @@ def rebuild(model_dir, out, fast=True):
     return counts
 
 
+def compare(rebuilt, original):
+    """The largest difference between the rebuilt checkpoints and the run that was exported (its EMA weights,
+    which the export writes), per stage."""
+    out = {}
+    for name in ("clip_text", "prior", "decoder", "up1", "up2"):
+        path = os.path.join(original, name + ".pt")
+        if name == "clip_text" and not os.path.exists(path):
+            path = os.path.join(original, "clip.pt")
+        ck = torch.load(path)
+        want = ck.get("ema", ck["model"])
+        got = torch.load(os.path.join(rebuilt, name + ".pt"))["model"]
+        keys = [k for k in got if not (name == "clip_text" and k.split(".")[0] in ("attr", "map", "logit_scale"))]
+        out[name] = max(float((got[k].float() - want[k].float()).abs().max()) for k in keys)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="models/imagine-shapes")
     ap.add_argument("--out", required=True)
     ap.add_argument("--cpu-recipe", action="store_true", help="the package was trained by training.train's default "
                     "configuration, not training.fast's")
+    ap.add_argument("--config", default=None, help="the run's config.json, where it is known")
+    ap.add_argument("--check", default=None, help="the run that was exported: fail unless the rebuilt weights equal it")
     args = ap.parse_args()
     torch.set_num_threads(2)
-    print(json.dumps(rebuild(args.model, args.out, fast=not args.cpu_recipe)))
+    print(json.dumps(rebuild(args.model, args.out, fast=not args.cpu_recipe, config_path=args.config)))
+    if args.check:
+        diff = compare(args.out, args.check)
+        print(json.dumps({"largest_difference": diff}))
+        if max(diff.values()) > 0:
+            raise SystemExit("the rebuilt weights differ from the run's")
 
 
 if __name__ == "__main__":
