@@ -430,7 +430,8 @@ def evaluate_pipeline(pipe, prompts, batch=32, seed=0, save_dir=None, variations
         e = pipe.image_embed(src)
         z = torch.randn(e.shape, generator=gen) / math.sqrt(e.shape[1])
         e2 = torch.nn.functional.normalize(e + 0.1 * z, dim=-1)
-        xv = pipe.upsample(pipe.decode(e2, gen, eta=0.0, samples=kw.get("decoder_samples")), "up1", gen)
+        xv = pipe.upsample(pipe.decode(e2, gen, kw.get("variation_guidance", pipe.d.get("variation_guidance")), eta=0.0,
+                                       samples=kw.get("decoder_samples")), "up1", gen)
         keep, differ = [], []
         for p, a, b in zip(vs, [images[p["id"]] for p in vs], to_u8(xv)):
             attrs_a = attributes(a)
