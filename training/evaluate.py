@@ -550,15 +550,24 @@ def main():
         return
     if args.images:
         ps = json.load(open(args.prompts or os.path.join(args.images, "prompts.json")))
-        results = []
+        results, keep, differ = [], [], []
         for p in ps:
             fn = os.path.join(args.images, p.get("file", p["id"] + ".png"))
             if not os.path.exists(fn):
                 continue
-            ok, det = judge(np.asarray(Image.open(fn).convert("RGB")), p["spec"])
+            src = np.asarray(Image.open(fn).convert("RGB"))
+            ok, det = judge(src, p["spec"])
             results.append({"id": p["id"], "category": p["category"], "pass": ok})
+            varied = fn[:-len(".png")] + "_V.png"  # a variation of this image, where the generator drew one
+            if os.path.exists(varied) and attributes(src)[0]:
+                v = np.asarray(Image.open(varied).convert("RGB"))
+                keep.append(attributes(src) == attributes(v))
+                differ.append(float(np.abs(src.astype(np.float32) - v.astype(np.float32)).mean()) > 1.0)
         out = score(results)
         out["n_judged"] = len(results)
+        if keep:
+            out["variation"] = {"n": len(keep), "keeps_attributes": round(float(np.mean(keep)), 4),
+                                "differs_from_source": round(float(np.mean(differ)), 4)}
     else:
         import torch
         torch.set_num_threads(args.threads)
