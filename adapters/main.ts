@@ -105,7 +105,9 @@ export async function start(options: StartOptions = {}): Promise<RunningApp> {
     const adapters: string[] = [];
     if (config.discordToken) {
       const { startDiscord } = await import('./discord/index.js');
-      const discord = await startDiscord({ config, service, logger, commandSettings });
+      // With QUEUE=redis, a request replayed to another bot process is refused there too.
+      const replaySightings = service.sightings?.('discord-replay');
+      const discord = await startDiscord({ config, service, logger, commandSettings, ...(replaySightings ? { replaySightings } : {}) });
       started.push({ name: 'discord', close: async () => {
         await discord.close();
       } });

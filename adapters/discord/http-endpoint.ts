@@ -12,6 +12,7 @@ import { InteractionResponseType, MessageFlags, type APIInteraction, type APIInt
 import { ConfigError, serializeError } from '../../src/errors.js';
 import { readBody } from '../../src/http/server.js';
 import type { Logger } from '../../src/logger.js';
+import { type FirstSightings, MemoryFirstSightings } from '../../src/service/first-sightings.js';
 import type { InteractionHandler } from './interactions.js';
 
 /** Interactions are small; anything bigger is not from Discord. */
@@ -40,36 +41,23 @@ const replayWindowSeconds = 300;
 
 /**
  * Refuses replayed requests. The signature covers the timestamp, so a captured request cannot be re-dated:
- * one outside the window is stale, and one inside it is refused the second time its signature is seen.
+ * one outside the window is stale, and one inside it is refused the second time its signature is seen, by
+ * this process or, when `sightings` is shared (Redis), by any bot process of the deployment.
  */
 export class ReplayGuard {
-  /** signature -> when it can be forgotten (insertion time + 2 windows: increasing in insertion order). */
-  readonly #seen = new Map<string, number>();
-
   constructor(
     readonly windowSeconds: number = replayWindowSeconds,
     private readonly now: () => number = Date.now,
+    readonly sightings: FirstSightings = new MemoryFirstSightings(now),
   ) {}
 
   /** 'fresh' the first time a request signed within the window is seen. */
-  check(signature: string, timestamp: string): 'fresh' | 'stale' | 'replayed' {
-    const now = this.now();
+  async check(signature: string, timestamp: string): Promise<'fresh' | 'stale' | 'replayed'> {
     const windowMs = this.windowSeconds * 1000;
     const signedAt = /^\d{1,12}$/.test(timestamp) ? Number(timestamp) * 1000 : Number.NaN;
-    if (!(Math.abs(now - signedAt) <= windowMs)) return 'stale';
-    for (const [key, forgetAt] of this.#seen) {
-      if (forgetAt > now) break;
-      this.#seen.delete(key);
-    }
-    const key = signature.toLowerCase();
-    if (this.#seen.has(key)) return 'replayed';
-    this.#seen.set(key, now + 2 * windowMs);
-    return 'fresh';
-  }
-
-  /** Signatures remembered now (for tests). */
-  get size(): number {
-    return this.#seen.size;
+    if (!(Math.abs(this.now() - signedAt) <= windowMs)) return 'stale';
+    // Remembered for two windows: past that, its timestamp can no longer pass the check above.
+    return (await this.sightings.claim(signature.toLowerCase(), 2 * windowMs)) ? 'fresh' : 'replayed';
   }
 }
 
@@ -81,9 +69,9 @@ export interface InteractionsEndpoint {
 }
 
 /** Starts the endpoint on `host:port` (port 0 picks a free one). */
-export async function startInteractionsEndpoint(options: { publicKey: string; host: string; port: number; handler: InteractionHandler; logger: Logger }): Promise<InteractionsEndpoint> {
+export async function startInteractionsEndpoint(options: { publicKey: string; host: string; port: number; handler: InteractionHandler; logger: Logger; sightings?: FirstSightings }): Promise<InteractionsEndpoint> {
   const key = publicKeyFromHex(options.publicKey);
-  const replayGuard = new ReplayGuard();
+  const replayGuard = new ReplayGuard(undefined, undefined, options.sightings);
   const { handler, logger } = options;
   const server: Server = createServer((request, response) => {
     void serve(request, response).catch((error: unknown) => {
@@ -101,7 +89,7 @@ export async function startInteractionsEndpoint(options: { publicKey: string; ho
     const signature = header(request, 'x-signature-ed25519');
     const timestamp = header(request, 'x-signature-timestamp');
     if (!verifySignature(key, signature, timestamp, body)) return reply(response, 401, { error: 'invalid request signature' });
-    const freshness = replayGuard.check(signature!, timestamp!);
+    const freshness = await replayGuard.check(signature!, timestamp!);
     if (freshness !== 'fresh') {
       logger.warn({ freshness }, 'Discord interactions endpoint refused a replayed request');
       return reply(response, 401, { error: freshness === 'stale' ? 'request timestamp too old or too new' : 'request already seen' });

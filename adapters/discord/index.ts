@@ -9,6 +9,7 @@ import { commandSettingsFor, type CommandSettings } from '../../commands/dispatc
 import type { Config } from '../../src/config/config.js';
 import { ConfigError, serializeError } from '../../src/errors.js';
 import type { Logger } from '../../src/logger.js';
+import type { FirstSightings } from '../../src/service/first-sightings.js';
 import type { GenerationService, OrphanDelivery } from '../../src/service/types.js';
 import { startInteractionsEndpoint } from './http-endpoint.js';
 import { createInteractionHandler, type InteractionHandler } from './interactions.js';
@@ -33,6 +34,8 @@ export interface StartDiscordOptions {
   ackDeadlineMs?: number;
   /** Milliseconds to wait for the gateway's READY before giving up. Default 30 000. */
   readyTimeoutMs?: number;
+  /** HTTP mode: where request signatures are remembered against replays; shared by every bot with QUEUE=redis. Default: this process's memory. */
+  replaySightings?: FirstSightings;
 }
 
 /** A running Discord adapter. */
@@ -76,7 +79,7 @@ export async function startDiscord(options: StartDiscordOptions): Promise<Discor
     if (!config.discordPublicKey) throw new ConfigError('DISCORD_PUBLIC_KEY', 'a hex Ed25519 public key', 'is required when DISCORD_MODE=http', 'discordPublicKey');
     const rest = new REST(restOptions(config)).setToken(config.discordToken);
     const handler = handlerFor(rest);
-    const endpoint = await startInteractionsEndpoint({ publicKey: config.discordPublicKey, host: config.host, port: config.discordHttpPort, handler, logger });
+    const endpoint = await startInteractionsEndpoint({ publicKey: config.discordPublicKey, host: config.host, port: config.discordHttpPort, handler, logger, ...(options.replaySightings ? { sightings: options.replaySightings } : {}) });
     logger.info({ url: endpoint.url }, 'Discord interactions endpoint listening');
     return {
       mode: 'http',

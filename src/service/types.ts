@@ -5,6 +5,7 @@
  */
 import type { SerializedError } from '../errors.js';
 import type { ImageArtifact, VariationStrength } from '../engine/engine.js';
+import type { FirstSightings } from './first-sightings.js';
 
 /** Who asked. `platform:userId` identifies a user across the whole service. */
 export interface Requester {
@@ -169,6 +170,11 @@ export interface GenerationService {
    * whose jobs can outlive that process implement it (QUEUE=redis); adapters register at start-up.
    */
   registerOrphanDelivery?(delivery: OrphanDelivery): void;
+  /**
+   * Keys that every bot process of the deployment shares for `scope` (QUEUE=redis), e.g. the
+   * Discord endpoint's request signatures against replays. Absent where there is one process.
+   */
+  sightings?(scope: string): FirstSightings;
   /** Counts a command or button press by platform, for /metrics. Never throws. */
   countCommand?(platform: string, command: string): void;
 }

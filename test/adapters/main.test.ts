@@ -1,3 +1,4 @@
+import { createServer, type AddressInfo } from 'node:net';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { ConfigError, ModelError } from '../../src/errors.js';
@@ -9,6 +10,16 @@ import { FakeDiscord } from '../fakes/fake-discord/fake-discord.js';
 import { FakeSlack } from '../fakes/fake-slack/fake-slack.js';
 import { createGenerationService } from '../../src/service/generation-service.js';
 import type { OrphanDelivery } from '../../src/service/types.js';
+import { MemoryFirstSightings } from '../../src/service/first-sightings.js';
+
+/** A port nothing listens on now (the endpoint's URL is not exposed by start()). */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
 
 const quiet = { storeUrl: 'memory://', logLevel: 'silent' as const, port: 0, host: '127.0.0.1' };
 
@@ -31,20 +42,30 @@ describe('start-up', () => {
     expect(app.service.ready()).toBe(false);
   });
 
-  test('with Discord and Slack configured, every adapter registers its orphan delivery with the service', async () => {
+  test('with Discord and Slack configured, every adapter registers its orphan delivery with the service, and Discord remembers signatures where the service shares them', async () => {
     const discord = await FakeDiscord.start();
     const slack = await FakeSlack.start();
+    const discordPort = await freePort();
     const registered: OrphanDelivery[] = [];
-    // The in-process service has no orphans to deliver; this one records what start-up hands a redis service.
+    const scopes: string[] = [];
+    const shared = new MemoryFirstSightings();
+    // The in-process service has no orphans to deliver and nothing to share; this one records what start-up
+    // hands a redis service.
     const createService: NonNullable<Parameters<typeof start>[0]>['createService'] = async (options) =>
-      Object.assign(await createGenerationService(options), { registerOrphanDelivery: (delivery: OrphanDelivery) => void registered.push(delivery) });
+      Object.assign(await createGenerationService(options), {
+        registerOrphanDelivery: (delivery: OrphanDelivery) => void registered.push(delivery),
+        sightings: (scope: string) => {
+          scopes.push(scope);
+          return shared;
+        },
+      });
     const config = {
       ...quiet,
       discordToken: discord.token,
       discordApplicationId: discord.applicationId,
       discordPublicKey: discord.publicKey,
       discordMode: 'http' as const,
-      discordHttpPort: 0,
+      discordHttpPort: discordPort,
       discordApiUrl: discord.apiUrl,
       slackBotToken: slack.botToken,
       slackSigningSecret: 'test-signing-secret-1234',
@@ -58,6 +79,11 @@ describe('start-up', () => {
         expect(app.adapters).toEqual(['discord', 'slack']);
         expect(registered.map((delivery) => delivery.platform).sort()).toEqual(['discord', 'playground', 'slack']);
         for (const delivery of registered) expect(typeof delivery.listenerFor).toBe('function');
+        expect(scopes).toEqual(['discord-replay']);
+        expect(shared.size).toBe(0);
+        const url = `http://127.0.0.1:${discordPort}/interactions`;
+        expect((await discord.postInteraction(url, discord.ping(), 'valid')).status).toBe(200);
+        expect(shared.size).toBe(1);
       } finally {
         await app.stop();
       }

@@ -119,6 +119,10 @@ export class RedisKeys {
   get limits(): string {
     return `${this.base}:limits`;
   }
+  /** The prefix of the keys that a `RedisFirstSightings` for `scope` remembers (strings with a TTL). */
+  seen(scope: string): string {
+    return `${this.base}:seen:${scope}:`;
+  }
   /** Moving averages of job durations by kind (hash). */
   get stats(): string {
     return `${this.base}:stats`;

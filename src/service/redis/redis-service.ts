@@ -71,6 +71,8 @@ import type {
   Requester,
 } from '../types.js';
 import { DeliveryClaims } from './delivery-claims.js';
+import { RedisFirstSightings } from './first-sightings.js';
+import type { FirstSightings } from '../first-sightings.js';
 import { bounded, closeRedis, connectRedis, defaultQueueNames, RedisKeys, waitForRedis, type QueueNames } from './keys.js';
 import { failureReason, isWorkerEvent, parseFailureReason, protocolVersion, type OutputReference, type QueuedJobData, type WorkerEvent } from './protocol.js';
 import { RemoteEngine } from './remote-engine.js';
@@ -813,6 +815,11 @@ export class RedisGenerationService implements GenerationService, LimitControls 
         await this.claims.done(jobId).catch((error: unknown) => this.logger.warn({ err: error, jobId }, 'could not record that a job was shown'));
       }
     });
+  }
+
+  /** Keys that every bot process of this deployment shares for `scope` (e.g. the Discord endpoint's replay signatures). */
+  sightings(scope: string): FirstSightings {
+    return new RedisFirstSightings(this.connection, this.keys.seen(scope));
   }
 
   // --- jobs whose bot process is gone -------------------------------------------------------

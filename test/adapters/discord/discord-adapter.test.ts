@@ -10,9 +10,11 @@ import sharp from 'sharp';
 import { decodeButton } from '../../../commands/custom-id.js';
 import { commandDefinitions } from '../../../commands/definitions.js';
 import { registerCommands, parseRegisterArguments } from '../../../adapters/discord/register.js';
-import { ReplayGuard } from '../../../adapters/discord/http-endpoint.js';
+import { ReplayGuard, startInteractionsEndpoint } from '../../../adapters/discord/http-endpoint.js';
+import { MemoryFirstSightings } from '../../../src/service/first-sightings.js';
 import { CallbackKind, EphemeralFlag, FakeDiscord, type FakeMessage } from '../../fakes/fake-discord/fake-discord.js';
 import { projectRoot } from '../../../src/config/config.js';
+import { silentLogger } from '../../../src/logger.js';
 import { DiscordHarness, channelId } from './harness.js';
 
 const run = promisify(execFile);
@@ -284,32 +286,53 @@ describe('Discord adapter: HTTP endpoint signatures', () => {
 });
 
 describe('ReplayGuard', () => {
-  test('accepts a signature once inside the window, refuses it again, and refuses timestamps outside the window', () => {
-    let now = 1_000_000_000_000;
-    const guard = new ReplayGuard(300, () => now);
+  test('accepts a signature once inside the window, refuses it again, and refuses timestamps outside the window', async () => {
+    const now = 1_000_000_000_000;
+    const sightings = new MemoryFirstSightings(() => now);
+    const guard = new ReplayGuard(300, () => now, sightings);
     const seconds = (offset: number) => String(now / 1000 + offset);
-    expect(guard.check('aa', seconds(0))).toBe('fresh');
-    expect(guard.check('AA', seconds(0))).toBe('replayed');
-    expect(guard.check('bb', seconds(-300))).toBe('fresh');
-    expect(guard.check('cc', seconds(300))).toBe('fresh');
-    expect(guard.check('dd', seconds(-301))).toBe('stale');
-    expect(guard.check('ee', seconds(301))).toBe('stale');
-    for (const timestamp of ['', 'abc', '1e9', '-5', '12.5']) expect(guard.check('ff', timestamp)).toBe('stale');
-    expect(guard.size).toBe(3);
+    expect(await guard.check('aa', seconds(0))).toBe('fresh');
+    expect(await guard.check('AA', seconds(0))).toBe('replayed');
+    expect(await guard.check('bb', seconds(-300))).toBe('fresh');
+    expect(await guard.check('cc', seconds(300))).toBe('fresh');
+    expect(await guard.check('dd', seconds(-301))).toBe('stale');
+    expect(await guard.check('ee', seconds(301))).toBe('stale');
+    for (const timestamp of ['', 'abc', '1e9', '-5', '12.5']) expect(await guard.check('ff', timestamp)).toBe('stale');
+    expect(sightings.size).toBe(3);
   });
 
-  test('forgets a signature only once its timestamp can no longer pass, so memory stays bounded', () => {
+  test('forgets a signature only once its timestamp can no longer pass, so memory stays bounded', async () => {
     let now = 1_000_000_000_000;
-    const guard = new ReplayGuard(300, () => now);
+    const sightings = new MemoryFirstSightings(() => now);
+    const guard = new ReplayGuard(300, () => now, sightings);
     const signedAt = String(now / 1000);
-    expect(guard.check('aa', signedAt)).toBe('fresh');
+    expect(await guard.check('aa', signedAt)).toBe('fresh');
     now += 300_000;
-    expect(guard.check('aa', signedAt)).toBe('replayed');
+    expect(await guard.check('aa', signedAt)).toBe('replayed');
     now += 1000;
-    expect(guard.check('aa', signedAt)).toBe('stale');
+    expect(await guard.check('aa', signedAt)).toBe('stale');
     now += 300_000;
-    expect(guard.check('bb', String(now / 1000))).toBe('fresh');
-    expect(guard.size).toBe(1);
+    expect(await guard.check('bb', String(now / 1000))).toBe('fresh');
+    expect(sightings.size).toBe(1);
+  });
+
+  test('with shared sightings, a request one endpoint served is refused by another (two bots behind one load balancer)', async () => {
+    const fake = await FakeDiscord.start();
+    const shared = new MemoryFirstSightings();
+    const handler = { handle: async (_interaction: unknown, respond: (value: { type: number }) => Promise<void>) => respond({ type: CallbackKind.Pong }), idle: async () => undefined };
+    const start = (sightings?: MemoryFirstSightings) => startInteractionsEndpoint({ publicKey: fake.publicKey, host: '127.0.0.1', port: 0, handler, logger: silentLogger(), ...(sightings ? { sightings } : {}) });
+    const [first, second, alone] = [await start(shared), await start(shared), await start()];
+    try {
+      const ping = fake.ping();
+      const timestamp = Math.floor(Date.now() / 1000);
+      expect(await fake.postInteraction(first.url, ping, 'valid', { timestamp })).toEqual({ status: 200, body: { type: CallbackKind.Pong } });
+      expect(await fake.postInteraction(second.url, ping, 'valid', { timestamp })).toEqual({ status: 401, body: { error: 'request already seen' } });
+      // Without shared sightings each process only knows its own requests.
+      expect(await fake.postInteraction(alone.url, ping, 'valid', { timestamp })).toEqual({ status: 200, body: { type: CallbackKind.Pong } });
+    } finally {
+      await Promise.all([first.close(), second.close(), alone.close()]);
+      await fake.close();
+    }
   });
 });
 

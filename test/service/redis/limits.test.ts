@@ -64,6 +64,14 @@ async function tryImagine(bot: RedisGenerationService, id: string): Promise<{ ok
     expect((await two.info(user('before'))).queued).toHaveLength(3);
   });
 
+  test('bots of one deployment share what they have seen in a scope (the Discord endpoint\'s replay signatures)', async () => {
+    const scene = deployment('sightings');
+    const [one, two] = [await scene.bot({ configOverrides: roomy, capabilities }), await scene.bot({ configOverrides: roomy, capabilities })];
+    expect(await one.sightings('discord-replay').claim('signature', 60_000)).toBe(true);
+    expect(await two.sightings('discord-replay').claim('signature', 60_000)).toBe(false);
+    expect(await two.sightings('another-scope').claim('signature', 60_000)).toBe(true);
+  });
+
   test('a lowered burst and rate apply to the token bucket of every bot, in its refusal and in info', async () => {
     const scene = deployment('rate');
     const [one, two] = [await scene.bot({ configOverrides: roomy, capabilities }), await scene.bot({ configOverrides: roomy, capabilities })];
