@@ -334,6 +334,21 @@ describe('ReplayGuard', () => {
       await fake.close();
     }
   });
+
+  test('while the shared store cannot answer, a signed request gets 500 and no work rather than an unchecked pass', async () => {
+    const fake = await FakeDiscord.start();
+    let handled = 0;
+    const handler = { handle: async (_interaction: unknown, respond: (value: { type: number }) => Promise<void>) => { handled += 1; await respond({ type: CallbackKind.Pong }); }, idle: async () => undefined };
+    const unreachable = { claim: async () => Promise.reject(new Error('connect ECONNREFUSED 127.0.0.1:6379')) };
+    const endpoint = await startInteractionsEndpoint({ publicKey: fake.publicKey, host: '127.0.0.1', port: 0, handler, logger: silentLogger(), sightings: unreachable });
+    try {
+      expect(await fake.postInteraction(endpoint.url, fake.ping(), 'valid')).toEqual({ status: 500, body: { error: 'internal error' } });
+      expect(handled).toBe(0);
+    } finally {
+      await endpoint.close();
+      await fake.close();
+    }
+  });
 });
 
 describe('Discord adapter: gateway', () => {
