@@ -430,22 +430,30 @@ def evaluate_pipeline(pipe, prompts, batch=32, seed=0, save_dir=None, variations
         e = pipe.image_embed(src)
         z = torch.randn(e.shape, generator=gen) / math.sqrt(e.shape[1])
         e2 = torch.nn.functional.normalize(e + 0.1 * z, dim=-1)
-        xv = pipe.upsample(pipe.decode(e2, gen, kw.get("variation_guidance", pipe.d.get("variation_guidance")), eta=0.0,
-                                       samples=kw.get("decoder_samples")), "up1", gen)
-        keep, differ = [], []
-        for p, a, b in zip(vs, [images[p["id"]] for p in vs], to_u8(xv)):
-            attrs_a = attributes(a)
-            if not attrs_a[0]:  # nothing judged in the source: nothing to keep
-                continue
-            keep.append(attrs_a == attributes(b))
-            differ.append(float(np.abs(a.astype(np.float32) - b.astype(np.float32)).mean()) > 1.0)
-            if save_dir:
+        # variation_guidance: an experiment's override; the decoder's default otherwise
+        xv = to_u8(pipe.upsample(pipe.decode(e2, gen, kw.get("variation_guidance"), eta=0.0, samples=kw.get("decoder_samples")),
+                                 "up1", gen))
+        if save_dir:
+            for p, b in zip(vs, xv):
                 Image.fromarray(b).save(os.path.join(save_dir, p["id"] + "_V.png"))
-        out["variation"] = {"n": len(keep), "keeps_attributes": round(float(np.mean(keep)), 4) if keep else None,
-                            "differs_from_source": round(float(np.mean(differ)), 4) if differ else None, "embeddingNoise": 0.1, "eta": 0.0}
+        out["variation"] = {**variation_consistency(zip([images[p["id"]] for p in vs], xv)), "embeddingNoise": 0.1, "eta": 0.0}
     if upsampler_n:
         out["upsampler"] = upsampler_quality(pipe, upsampler_n, seed)
     return out, results
+
+
+def variation_consistency(pairs):
+    """(source, variation) images -> how often a variation keeps the judged attributes of its source and differs
+    from it; sources in which nothing is judged have nothing to keep and are skipped."""
+    keep, differ = [], []
+    for a, b in pairs:
+        attrs_a = attributes(a)
+        if not attrs_a[0]:
+            continue
+        keep.append(attrs_a == attributes(b))
+        differ.append(float(np.abs(a.astype(np.float32) - b.astype(np.float32)).mean()) > 1.0)
+    return {"n": len(keep), "keeps_attributes": round(float(np.mean(keep)), 4) if keep else None,
+            "differs_from_source": round(float(np.mean(differ)), 4) if differ else None}
 
 
 def upsampler_quality(pipe, n=24, seed=0):
@@ -550,7 +558,7 @@ def main():
         return
     if args.images:
         ps = json.load(open(args.prompts or os.path.join(args.images, "prompts.json")))
-        results, keep, differ = [], [], []
+        results, pairs = [], []
         for p in ps:
             fn = os.path.join(args.images, p.get("file", p["id"] + ".png"))
             if not os.path.exists(fn):
@@ -559,15 +567,12 @@ def main():
             ok, det = judge(src, p["spec"])
             results.append({"id": p["id"], "category": p["category"], "pass": ok})
             varied = fn[:-len(".png")] + "_V.png"  # a variation of this image, where the generator drew one
-            if os.path.exists(varied) and attributes(src)[0]:
-                v = np.asarray(Image.open(varied).convert("RGB"))
-                keep.append(attributes(src) == attributes(v))
-                differ.append(float(np.abs(src.astype(np.float32) - v.astype(np.float32)).mean()) > 1.0)
+            if os.path.exists(varied):
+                pairs.append((src, np.asarray(Image.open(varied).convert("RGB"))))
         out = score(results)
         out["n_judged"] = len(results)
-        if keep:
-            out["variation"] = {"n": len(keep), "keeps_attributes": round(float(np.mean(keep)), 4),
-                                "differs_from_source": round(float(np.mean(differ)), 4)}
+        if pairs:
+            out["variation"] = variation_consistency(pairs)
     else:
         import torch
         torch.set_num_threads(args.threads)

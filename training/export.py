@@ -28,9 +28,9 @@ DEFAULTS = {"prior_steps": 25, "prior_guidance": 4.0, "decoder_steps": 25, "deco
 
 
 class TextWrap(nn.Module):
-    def __init__(self, clip):
+    def __init__(self, text):
         super().__init__()
-        self.t = clip.text
+        self.t = text
 
     def forward(self, input_ids):
         return self.t(input_ids)
@@ -80,36 +80,52 @@ def load_models(out, cfg):
     return models
 
 
+def onnx_specs(cfg):
+    """How each file of the package is exported: folder -> (wrap(module) -> exported module, example inputs,
+    input names, output names, dynamic axes). training.from_onnx exports with the same specs to map the
+    package's initializers back to parameters."""
+    from .train import DEC_SIZE
+    E, B = cfg["embed_dim"], 2
+    ids = torch.zeros(B, 77, dtype=torch.long)
+    ids[:, 0] = 49406
+    ids[:, 1] = 320
+    ids[:, 2] = 49407
+    t = torch.tensor([999, 500])
+    img_dyn = {0: "batch", 2: "height", 3: "width"}
+    image_io = lambda low: ["sample", "timestep", low]
+    specs = {
+        "text_encoder": (TextWrap, (ids,), ["input_ids"], ["text_embeds", "last_hidden_state"],
+                         {"input_ids": {0: "batch"}, "text_embeds": {0: "batch"}, "last_hidden_state": {0: "batch"}}),
+        "image_encoder": (lambda m: m, (torch.zeros(B, 3, 64, 64),), ["pixel_values"], ["image_embeds"],
+                          {"pixel_values": {0: "batch"}, "image_embeds": {0: "batch"}}),
+        "prior": (lambda m: m, (torch.randn(B, E), t, torch.randn(B, E), torch.randn(B, 77, cfg["text_width"])),
+                  ["sample", "timestep", "text_embeds", "text_hidden"], ["predicted"],
+                  {k: {0: "batch"} for k in ["sample", "timestep", "text_embeds", "text_hidden", "predicted"]}),
+        "decoder": (DecWrap, (torch.randn(B, 3, DEC_SIZE, DEC_SIZE), t, torch.randn(B, E)), image_io("image_embeds"),
+                    ["noise_pred"], {"sample": img_dyn, "timestep": {0: "batch"}, "image_embeds": {0: "batch"}, "noise_pred": img_dyn}),
+    }
+    for name in ("upsampler_1", "upsampler_2"):
+        specs[name] = (UpWrap, (torch.randn(B, 3, 64, 64), t, torch.randn(B, 3, 64, 64)), image_io("low_res"), ["noise_pred"],
+                       {"sample": img_dyn, "timestep": {0: "batch"}, "low_res": img_dyn, "noise_pred": img_dyn})
+    return specs
+
+
+def export_file(module, spec, path):
+    """Exports one file of the package by its spec (onnx_specs); returns its size in bytes."""
+    wrap, args, in_names, out_names, dyn = spec
+    return _export(wrap(module), args, path, in_names, out_names, dyn)
+
+
 def export_all(out, cfg, dest):
     from .train import SCHED, DEC_SIZE, UP1_FACTOR, UP2_FACTOR
     models = load_models(out, cfg)
     clip = models["clip"]
     E = cfg["embed_dim"]
     os.makedirs(dest, exist_ok=True)
-    sizes = {}
-    B = 2
-    ids = torch.zeros(B, 77, dtype=torch.long)
-    ids[:, 0] = 49406
-    ids[:, 1] = 320
-    ids[:, 2] = 49407
-    sizes["text_encoder"] = _export(TextWrap(clip), (ids,), os.path.join(dest, "text_encoder", "model.onnx"),
-                                    ["input_ids"], ["text_embeds", "last_hidden_state"],
-                                    {"input_ids": {0: "batch"}, "text_embeds": {0: "batch"}, "last_hidden_state": {0: "batch"}})
-    sizes["image_encoder"] = _export(clip.image, (torch.zeros(B, 3, 64, 64),), os.path.join(dest, "image_encoder", "model.onnx"),
-                                     ["pixel_values"], ["image_embeds"], {"pixel_values": {0: "batch"}, "image_embeds": {0: "batch"}})
-    t = torch.tensor([999, 500])
-    sizes["prior"] = _export(models["prior"], (torch.randn(B, E), t, torch.randn(B, E), torch.randn(B, 77, cfg["text_width"])),
-                             os.path.join(dest, "prior", "model.onnx"), ["sample", "timestep", "text_embeds", "text_hidden"],
-                             ["predicted"], {k: {0: "batch"} for k in ["sample", "timestep", "text_embeds", "text_hidden", "predicted"]})
-    img_dyn = {0: "batch", 2: "height", 3: "width"}
-    sizes["decoder"] = _export(DecWrap(models["decoder"]), (torch.randn(B, 3, DEC_SIZE, DEC_SIZE), t, torch.randn(B, E)),
-                               os.path.join(dest, "decoder", "model.onnx"), ["sample", "timestep", "image_embeds"], ["noise_pred"],
-                               {"sample": img_dyn, "timestep": {0: "batch"}, "image_embeds": {0: "batch"}, "noise_pred": img_dyn})
-    for k, name in (("up1", "upsampler_1"), ("up2", "upsampler_2")):
-        s = 64
-        sizes[name] = _export(UpWrap(models[k]), (torch.randn(B, 3, s, s), t, torch.randn(B, 3, s, s)),
-                              os.path.join(dest, name, "model.onnx"), ["sample", "timestep", "low_res"], ["noise_pred"],
-                              {"sample": img_dyn, "timestep": {0: "batch"}, "low_res": img_dyn, "noise_pred": img_dyn})
+    modules = {"text_encoder": clip.text, "image_encoder": clip.image, "prior": models["prior"], "decoder": models["decoder"],
+               "upsampler_1": models["up1"], "upsampler_2": models["up2"]}
+    sizes = {name: export_file(modules[name], spec, os.path.join(dest, name, "model.onnx"))
+             for name, spec in onnx_specs(cfg).items()}
     for k, name in (("prior", "prior"), ("decoder", "decoder"), ("up1", "upsampler_1"), ("up2", "upsampler_2")):
         with open(os.path.join(dest, name, "scheduler_config.json"), "w") as f:
             json.dump(SCHED[k], f, indent=2)

@@ -5,8 +5,8 @@ fine-tuned without the original run, which is not committed.
 
 How: each network is built with the run's configuration, filled with seeded random weights and exported with
 training.export's own code. Every initializer of that export is then matched to the parameter it came from (same
-values, as they are, reshaped or transposed, since the exporter turns some Linear weights into MatMul constants), and the
-shipped initializer of the same name is copied into that parameter. Exports made by the same torch version name
+values, as they are, reshaped or transposed, since the exporter turns some Linear weights into MatMul constants),
+and the shipped initializer of the same name is copied into that parameter. Exports made by the same torch version name
 their initializers identically; anything left unmatched is an error, not a silent random weight.
 """
 import argparse
@@ -19,22 +19,16 @@ import onnx
 import torch
 from onnx import numpy_helper
 
-# the architecture keys of a run trained by training.fast (the shipped model); others are CONFIGS["default"]
-FAST_ARCHITECTURE = ("text_width", "text_layers", "prior_width", "prior_depth")
-
-
 def config(fast=True, path=None):
     """The run's configuration: its config.json where there is one, else training.fast's (or the CPU recipe's)."""
-    from .fast import FAST
-    from .train import CONFIGS
     if path:
         cfg = json.load(open(path))
         return {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}
-    cfg = dict(CONFIGS["default"])
     if fast:
-        for k in FAST_ARCHITECTURE:
-            cfg[k] = FAST[k]
-    return cfg
+        from .fast import config as fast_config
+        return fast_config(argparse.Namespace(tiny=False, set=[]))[0]
+    from .train import CONFIGS
+    return dict(CONFIGS["default"])
 
 
 def initializers(path):
@@ -49,9 +43,10 @@ def used_ids(model_dir):
     raise SystemExit("no vocabulary remap table in the text encoder")
 
 
-def load_into(module, export, shipped_path):
-    """Copy the shipped ONNX initializers into module's parameters and buffers; export(module, path) writes an ONNX
-    file with the same code that wrote the shipped one."""
+def load_into(module, spec, shipped_path):
+    """Copy the shipped ONNX initializers into module's parameters and buffers; `spec` (export.onnx_specs) is how
+    the shipped file was exported."""
+    from .export import export_file
     gen = torch.Generator().manual_seed(0)
     tensors = dict(module.state_dict(keep_vars=False))
     with torch.no_grad():
@@ -59,7 +54,9 @@ def load_into(module, export, shipped_path):
             if t.is_floating_point():
                 t.copy_(torch.randn(t.shape, generator=gen))
     with tempfile.TemporaryDirectory() as tmp:
-        probe = initializers(export(module, os.path.join(tmp, "m", "model.onnx")))
+        path = os.path.join(tmp, "m", "model.onnx")
+        export_file(module, spec, path)
+        probe = initializers(path)
     shipped = initializers(shipped_path)
     matched = set()
     with torch.no_grad():
@@ -85,7 +82,7 @@ def load_into(module, export, shipped_path):
 
 
 def rebuild(model_dir, out, fast=True, config_path=None):
-    from . import export as X
+    from .export import onnx_specs
     from .train import build_decoder, build_prior, build_up
     from .nets import CLIP
     from . import world as W
@@ -96,60 +93,27 @@ def rebuild(model_dir, out, fast=True, config_path=None):
         json.dump(ids, f)
     with open(os.path.join(out, "config.json"), "w") as f:
         json.dump({"seed": 0, "tiny": False, **cfg, "rebuilt_from": os.path.abspath(model_dir)}, f, indent=1)
-    E, B = cfg["embed_dim"], 2
-    t = torch.tensor([999, 500])
-    token_ids = torch.zeros(B, 77, dtype=torch.long)
-    token_ids[:, :3] = torch.tensor([49406, 320, 49407])
-    img_dyn = {0: "batch", 2: "height", 3: "width"}
-
-    def exporter(wrap, args, names_in, names_out, dyn):
-        def run(module, path):
-            X._export(wrap(module), args, path, names_in, names_out, dyn)
-            return path
-        return run
-
-    clip = CLIP(ids, E, cfg["text_width"], cfg["text_layers"], 4, cfg["img_ch"], W.ATTR_HEADS).eval()
-    counts = {}
-    counts["text_encoder"] = load_into(clip.text, exporter(
-        lambda m: X.TextWrap(type("C", (), {"text": m})()), (token_ids,), ["input_ids"],
-        ["text_embeds", "last_hidden_state"], {"input_ids": {0: "batch"}}), os.path.join(model_dir, "text_encoder", "model.onnx"))
-    counts["image_encoder"] = load_into(clip.image, exporter(
-        lambda m: m, (torch.zeros(B, 3, 64, 64),), ["pixel_values"], ["image_embeds"], {"pixel_values": {0: "batch"}}),
-        os.path.join(model_dir, "image_encoder", "model.onnx"))
-    # CLIP's attribute and layout heads are training-only: they are not in the package (the decoder's Sketch keeps
-    # its own frozen copy of the layout head)
+    # CLIP's attribute and layout heads are training-only and not in the package (they stay random; the decoder's
+    # Sketch keeps its own frozen copy of the layout head)
+    clip = CLIP(ids, cfg["embed_dim"], cfg["text_width"], cfg["text_layers"], 4, cfg["img_ch"], W.ATTR_HEADS).eval()
+    modules = {"text_encoder": clip.text, "image_encoder": clip.image, "prior": build_prior(cfg).eval(),
+               "decoder": build_decoder(cfg).eval(), "upsampler_1": build_up(cfg, "up1").eval(),
+               "upsampler_2": build_up(cfg, "up2").eval()}
+    counts = {name: load_into(modules[name], spec, os.path.join(model_dir, name, "model.onnx"))
+              for name, spec in onnx_specs(cfg).items()}
     # clip.pt too: the text phase freezes the image tower, so the package's image encoder is the joint phase's
     # (what training.fast --resume embeds images with); only the phase-2 text tower survives in the package
     for stage in ("clip", "clip_text"):
         torch.save({"model": clip.state_dict(), "step": 0}, os.path.join(out, stage + ".pt"))
         with open(os.path.join(out, stage + ".done"), "w") as f:  # what training.fast --resume waits for
             json.dump({"rebuilt_from": os.path.abspath(model_dir)}, f)
-    prior = build_prior(cfg).eval()
-    counts["prior"] = load_into(prior, exporter(
-        lambda m: m, (torch.randn(B, E), t, torch.randn(B, E), torch.randn(B, 77, cfg["text_width"])),
-        ["sample", "timestep", "text_embeds", "text_hidden"], ["predicted"], {"sample": {0: "batch"}}),
-        os.path.join(model_dir, "prior", "model.onnx"))
-    decoder = build_decoder(cfg).eval()
-    counts["decoder"] = load_into(decoder, exporter(
-        X.DecWrap, (torch.randn(B, 3, 32, 32), t, torch.randn(B, E)), ["sample", "timestep", "image_embeds"],
-        ["noise_pred"], {"sample": img_dyn}), os.path.join(model_dir, "decoder", "model.onnx"))
-    models = {"prior": prior, "decoder": decoder}
-    for key, name in (("up1", "upsampler_1"), ("up2", "upsampler_2")):
-        up = build_up(cfg, key).eval()
-        counts[name] = load_into(up, exporter(
-            X.UpWrap, (torch.randn(B, 3, 64, 64), t, torch.randn(B, 3, 64, 64)), ["sample", "timestep", "low_res"],
-            ["noise_pred"], {"sample": img_dyn}), os.path.join(model_dir, name, "model.onnx"))
-        models[key] = up
-    for key, m in models.items():
-        sd = m.state_dict()
+    for key, name in (("prior", "prior"), ("decoder", "decoder"), ("up1", "upsampler_1"), ("up2", "upsampler_2")):
+        sd = modules[name].state_dict()
         torch.save({"model": sd, "ema": sd, "step": 0}, os.path.join(out, key + ".pt"))
     manifest = json.load(open(os.path.join(model_dir, "manifest.json")))
     defaults = {"prior_steps": manifest["prior"]["steps"], "prior_guidance": manifest["prior"]["guidance"],
                 "decoder_steps": manifest["decoder"]["steps"], "decoder_guidance": manifest["decoder"]["guidance"],
                 "up1_steps": manifest["upsamplers"][0]["steps"], "up2_steps": manifest["upsamplers"][1]["steps"]}
-    for k in ("prior_samples",):
-        if k in manifest["prior"]:
-            defaults[k] = manifest["prior"][k]
     with open(os.path.join(out, "defaults.json"), "w") as f:
         json.dump(defaults, f, indent=1)
     return counts

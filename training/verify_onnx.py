@@ -37,7 +37,7 @@ def main():
     ids = torch.tensor([tok("two small yellow stars above a green square"), tok("🔴 on the left"), tok("")])
     t3 = torch.tensor([999, 500, 3])
     cases = {
-        "text_encoder": (TextWrap(M["clip"]), {"input_ids": ids}, 1),
+        "text_encoder": (TextWrap(M["clip"].text), {"input_ids": ids}, 1),
         "image_encoder": (M["clip"].image, {"pixel_values": torch.rand(3, 3, 64, 64, generator=g) * 2 - 1}, 1),
         "prior": (M["prior"], {"sample": torch.randn(3, E, generator=g), "timestep": t3,
                                "text_embeds": M["clip"].text(ids)[0].detach(), "text_hidden": M["clip"].text(ids)[1].detach()}, 1),

@@ -48,7 +48,7 @@ export class ReplayGuard {
   constructor(
     readonly windowSeconds: number = replayWindowSeconds,
     private readonly now: () => number = Date.now,
-    readonly sightings: FirstSightings = new MemoryFirstSightings(now),
+    private readonly sightings: FirstSightings = new MemoryFirstSightings(now),
   ) {}
 
   /** 'fresh' the first time a request signed within the window is seen. */
