@@ -45,9 +45,10 @@ FAST = dict(
     # joint CLIP had levelled off (retrieval 0.95) by a fifth of the first GPU run: the decoder, which starts
     # when it ends, gets the time instead
     clip_share=0.22, clip_text_share=0.32, ema_decay=0.999, save_seconds=60, noise_p=0.2,
+    distill_batch=256, distill_lr=2e-4, distill_noise_p=0.3,
 )
 FAST_TINY = dict(FAST, n_data=2000, captions=2, up_cache=64, clip_batch=32, cliptext_batch=64, prior_batch=32,
-                 dec_batch=8, up1_batch=4, up2_batch=2)
+                 dec_batch=8, up1_batch=4, up2_batch=2, distill_batch=16)
 
 
 # ------------------------------------------------------------------ data, rendered by worker processes
@@ -202,7 +203,7 @@ def wait_for(out, marker, deadline):
 
 # ------------------------------------------------------------------ stages
 
-ROLE_SEEDS = {"clip": 10, "clip_text": 12, "embed": 15, "prior": 20, "decoder": 30, "up1": 40, "up2": 50}
+ROLE_SEEDS = {"clip": 10, "clip_text": 12, "text_distill": 13, "embed": 15, "prior": 20, "decoder": 30, "up1": 40, "up2": 50}
 
 
 def masked_cross_entropy(logits, target):
@@ -382,6 +383,80 @@ def role_clip_text(args, cfg, fast):
     span = args.deadline - args.t0
     text_phase(args, cfg, fast, torch, dev, clip, embs, ids, ttgt, args.t0 + span * fast["clip_text_share"],
                time.time(), {"resumed_from": args.resume})
+
+
+def retie_unknown_rows(torch, teacher, student):
+    """The rows the teacher had tied to UNK (words no training caption used) follow the student's trained UNK
+    row; re-tying from this run's captions instead would also tie the rare words its smaller sample missed."""
+    old, new = teacher.text.tok.weight, student.text.tok.weight
+    tied = (old == old[0]).all(1)
+    tied[0] = False
+    with torch.no_grad():
+        new[tied] = new[0].detach().clone()
+    return int(tied.sum())
+
+
+def role_text_distill(args, cfg, fast):
+    """CLIP's text phase for a run whose prior is trained (CPU-sized): the text tower learns to read captions
+    with noise tokens as the resumed tower reads them without, judged where it matters, through the resumed
+    prior (frozen). Its output space stays the one the prior was trained on, so the prior needs no retraining;
+    the empty caption (the prior's unconditional input) is held where it was. Writes clip_text.pt."""
+    torch, dev = setup(args)
+    import copy
+    import torch.nn.functional as F
+    from .tokenizer import get_tokenizer
+    from .train import build_prior, load_clip, heldout_text_check, unlock_text_tower
+    ids, _ = text_data(torch, dev, load_chunks(args.out, "data", ["ids", "ttgt"]))
+    teacher = load_clip(args.resume, cfg).to(dev)
+    student = copy.deepcopy(teacher)
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    unlock_text_tower(student)
+    student.logit_scale.requires_grad_(False)
+    prior = build_prior(cfg)
+    resume_weights(args, "prior", prior)
+    prior = prior.to(dev).eval()
+    for p in prior.parameters():
+        p.requires_grad_(False)
+    wait_for(args.out, "embed.done", args.deadline)
+    embs = torch.load(os.path.join(args.out, "data_img_embeds.pt")).to(dev)
+    empty = torch.tensor([get_tokenizer()("")], device=dev)[:, :2]
+    with torch.no_grad():
+        ue, uh = teacher.text(empty)
+    run = Run(torch, args.out, "clip_text", student, fast["distill_lr"], args.deadline, fast, warmup=50, ema=False)
+    sched = device_schedule("prior", dev)
+    scale = math.sqrt(cfg["embed_dim"])
+    noise_ids = noise_tokens(torch, args.out, dev)
+    N, K, B = ids.shape[0], ids.shape[1], fast["distill_batch"]
+    while run.running():
+        idx = torch.randint(0, N, (B,), device=dev)
+        clean = ids[idx, torch.randint(0, K, (B,), device=dev)].long()
+        with torch.no_grad():
+            te, th = teacher.text(clean)
+        se, sh = student.text(insert_noise(torch, clean, noise_ids, fast["distill_noise_p"]))
+        x0 = embs[idx] * scale
+        t = torch.randint(0, 1000, (B,), device=dev)
+        xt = sched.add_noise(x0, torch.randn_like(x0), t)
+        with torch.no_grad():
+            target = prior(xt, t, te, th)
+        l_prior = F.mse_loss(prior(xt, t, se, sh), target)
+        l_emb = (1 - F.cosine_similarity(se, te)).mean()
+        e, h = student.text(empty)
+        l_empty = F.mse_loss(e, ue) + F.mse_loss(h, uh)
+        loss = l_prior + l_emb + l_empty
+        run.update(loss)
+        if run.step % 100 == 0:
+            log(args.out, "clip_text", f"step {run.step} prior {l_prior.item():.4f} emb {l_emb.item():.4f} "
+                f"empty {l_empty.item():.5f} {time.time() - run.start:.0f}s")
+    student.eval()
+    info = {"steps": run.step, "seconds": time.time() - run.start, "distilled_from": args.resume, "batch": B,
+            "noise_p": fast["distill_noise_p"], "noise_words": FILLER,
+            "rows_tied_to_unknown": retie_unknown_rows(torch, teacher, student)}
+    # retrieval only: a run rebuilt from a package (training.from_onnx) has no trained attribute heads
+    info["retrieval_top1_256"] = heldout_text_check(student, dev)[1]
+    info["retrieval_top1_256_before"] = heldout_text_check(teacher, dev)[1]
+    run.save("clip_text", info)
+    log(args.out, "clip_text", json.dumps(info))
 
 
 def save_image_embeddings(torch, out, clip, imgs):
@@ -627,7 +702,7 @@ def main():
         return
     cfg, fast = config(args)
     if args.role:
-        roles = {"clip": role_clip, "clip_text": role_clip_text, "embed": role_embed, "prior": role_prior, "decoder": role_decoder,
+        roles = {"clip": role_clip, "clip_text": role_clip_text, "text_distill": role_text_distill, "embed": role_embed, "prior": role_prior, "decoder": role_decoder,
                  "up1": lambda a, c, f: role_up(a, c, f, "up1"), "up2": lambda a, c, f: role_up(a, c, f, "up2")}
         roles[args.role](args, cfg, fast)
         return
@@ -651,7 +726,8 @@ def main():
     roles = args.roles.split(",")
     if "clip" not in roles:  # reuse the resumed run's CLIP (its text phase too, unless that is trained again)
         import shutil
-        names = ("clip.pt", "clip.done") + (("clip_text.pt", "clip_text.done") if "clip_text" not in roles else ())
+        text_trained = "clip_text" in roles or "text_distill" in roles
+        names = ("clip.pt", "clip.done") + (("clip_text.pt", "clip_text.done") if not text_trained else ())
         for name in names:
             if os.path.exists(os.path.join(args.resume, name)):
                 shutil.copy(os.path.join(args.resume, name), os.path.join(args.out, name))
