@@ -15,6 +15,9 @@ $PY -m training.fast --tiny --device cpu --out "$OUT/fast" --seconds 20 --worker
 $PY -m training.fast --unpack "$OUT/fast-pack" --out "$OUT/fast-run"
 $PY -m training.train --tiny --out "$OUT/fast-run" --stages export --export-dir "$OUT/fast-export"
 for f in text_encoder image_encoder prior decoder upsampler_1 upsampler_2; do test -s "$OUT/fast-export/$f/model.onnx"; done
+# the CPU-sized text phase: the text tower distilled through that run's prior
+$PY -m training.fast --tiny --device cpu --out "$OUT/distill" --seconds 15 --workers 2 --roles text_distill --resume "$OUT/fast-run"
+test -s "$OUT/distill/clip_text.pt" && test -f "$OUT/distill/clip_text.done"
 # a run folder rebuilt from that package holds exactly the exported weights
 $PY -m training.from_onnx --model "$OUT/fast-export" --out "$OUT/rebuilt" --config "$OUT/fast-run/config.json" --check "$OUT/fast-run"
 echo "smoke test passed"

@@ -79,6 +79,20 @@ def test_insert_noise():
     print("insert_noise ok")
 
 
+def test_retie_unknown_rows():
+    import types
+    import torch
+    from training.fast import retie_unknown_rows
+    table = lambda w: types.SimpleNamespace(text=types.SimpleNamespace(tok=types.SimpleNamespace(weight=w)))
+    old = torch.randn(6, 4)
+    old[[2, 4]] = old[0].clone()  # rows the teacher had tied to UNK
+    new = old.clone() + torch.randn(6, 4) * 0.1  # the student trained UNK (row 0) and the words
+    assert retie_unknown_rows(torch, table(old), table(new)) == 2
+    assert torch.equal(new[2], new[0]) and torch.equal(new[4], new[0])
+    assert not torch.equal(new[1], new[0]) and not torch.equal(new[3], new[0])  # trained words keep their rows
+    print("retie_unknown_rows ok")
+
+
 def test_checker():
     from training import evaluate as E
     ps = E.make_prompts(n=3)
@@ -92,4 +106,5 @@ if __name__ == "__main__":
     test_world()
     test_checker()
     test_insert_noise()
+    test_retie_unknown_rows()
     print("all tests passed")
