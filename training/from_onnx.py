@@ -6,7 +6,8 @@ fine-tuned without the original run, which is not committed.
 How: each network is built with the run's configuration, filled with seeded random weights and exported with
 training.export's own code. Every initializer of that export is then matched to the parameter it came from (same
 values, as they are, reshaped or transposed, since the exporter turns some Linear weights into MatMul constants),
-and the shipped initializer of the same name is copied into that parameter. Exports made by the same torch version name
+and the shipped initializer of the same name (or, where the exporter merged equal initializers, the one its Identity
+node reads) is copied into that parameter. Exports made by the same torch version name
 their initializers identically; anything left unmatched is an error, not a silent random weight.
 """
 import argparse
@@ -35,6 +36,14 @@ def initializers(path):
     return {i.name: numpy_helper.to_array(i) for i in onnx.load(path).graph.initializer}
 
 
+def initializer_aliases(shipped_path):
+    """Initializer names the exporter merged into another of equal value (untrained LayerNorm weights, all ones,
+    in a short run): it reads them through an Identity node whose output keeps the merged name."""
+    graph = onnx.load(shipped_path).graph
+    names = {i.name for i in graph.initializer}
+    return {n.output[0]: n.input[0] for n in graph.node if n.op_type == "Identity" and n.input[0] in names}
+
+
 def used_ids(model_dir):
     """The text encoder's vocabulary: the ids its int64 remap table sends to a row other than UNK."""
     for name, a in initializers(os.path.join(model_dir, "text_encoder", "model.onnx")).items():
@@ -58,19 +67,21 @@ def load_into(module, spec, shipped_path):
         export_file(module, spec, path)
         probe = initializers(path)
     shipped = initializers(shipped_path)
+    aliases = initializer_aliases(shipped_path)
     matched = set()
     with torch.no_grad():
         for init_name, value in probe.items():
-            if init_name not in shipped:
+            source = init_name if init_name in shipped else aliases.get(init_name)
+            if source not in shipped:
                 raise SystemExit(f"{shipped_path}: no initializer {init_name}; exported by another torch version?")
             for name, t in tensors.items():
                 if name in matched or not t.is_floating_point() or t.numel() != value.size:
                     continue
                 a = t.numpy()
                 if np.array_equal(a.reshape(-1), value.reshape(-1)):  # as is, or unsqueezed (GroupNorm's affine)
-                    t.copy_(torch.from_numpy(shipped[init_name].reshape(a.shape).copy()))
+                    t.copy_(torch.from_numpy(shipped[source].reshape(a.shape).copy()))
                 elif a.ndim == 2 and a.T.shape == value.shape and np.array_equal(a.T, value):
-                    t.copy_(torch.from_numpy(shipped[init_name].T.copy()))
+                    t.copy_(torch.from_numpy(shipped[source].T.copy()))
                 else:
                     continue
                 matched.add(name)
