@@ -6,6 +6,8 @@ same time as separate processes sharing one accelerator, each ended by a wall-cl
   /usr/bin/python3 -m training.fast --out /tmp/fast-check --device cpu --tiny --seconds 60   (a quick check)
   /usr/bin/python3 -m training.fast --unpack DIR --out training/runs/gpu1   (a packed run -> a run folder)
   python3 -m training.fast --out RUN2 --roles clip_text,prior,decoder --resume RUN ...   (continue some stages)
+  /usr/bin/python3 -m training.fast --out RUN2 --device cpu --roles text_distill --resume RUN ...   (text tower only,
+      distilled through RUN's prior; see role_text_distill)
 
 Schedule (t = 0 when the data is ready):
   up1, up2       t = 0 .. deadline
@@ -406,7 +408,7 @@ def role_text_distill(args, cfg, fast):
     import torch.nn.functional as F
     from .tokenizer import get_tokenizer
     from .train import build_prior, load_clip, heldout_text_check, unlock_text_tower
-    ids, _ = text_data(torch, dev, load_chunks(args.out, "data", ["ids", "ttgt"]))
+    ids = token_ids(torch, dev, load_chunks(args.out, "data", ["ids"])["ids"])
     teacher = load_clip(args.resume, cfg).to(dev)
     student = copy.deepcopy(teacher)
     for p in teacher.parameters():
@@ -701,6 +703,8 @@ def main():
         unpack(args.unpack, args.out)
         return
     cfg, fast = config(args)
+    if "text_distill" in args.roles.split(",") and not args.resume:
+        raise SystemExit("--roles text_distill needs --resume RUN: RUN's text tower is the teacher, its prior the judge")
     if args.role:
         roles = {"clip": role_clip, "clip_text": role_clip_text, "text_distill": role_text_distill, "embed": role_embed, "prior": role_prior, "decoder": role_decoder,
                  "up1": lambda a, c, f: role_up(a, c, f, "up1"), "up2": lambda a, c, f: role_up(a, c, f, "up2")}
