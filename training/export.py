@@ -80,6 +80,10 @@ def load_models(out, cfg):
     return models
 
 
+# the run's checkpoint of each diffusion network -> its folder in the package
+STAGE_FOLDERS = {"prior": "prior", "decoder": "decoder", "up1": "upsampler_1", "up2": "upsampler_2"}
+
+
 def onnx_specs(cfg):
     """How each file of the package is exported: folder -> (wrap(module) -> exported module, example inputs,
     input names, output names, dynamic axes). training.from_onnx exports with the same specs to map the
@@ -122,11 +126,11 @@ def export_all(out, cfg, dest):
     clip = models["clip"]
     E = cfg["embed_dim"]
     os.makedirs(dest, exist_ok=True)
-    modules = {"text_encoder": clip.text, "image_encoder": clip.image, "prior": models["prior"], "decoder": models["decoder"],
-               "upsampler_1": models["up1"], "upsampler_2": models["up2"]}
+    modules = {"text_encoder": clip.text, "image_encoder": clip.image,
+               **{name: models[key] for key, name in STAGE_FOLDERS.items()}}
     sizes = {name: export_file(modules[name], spec, os.path.join(dest, name, "model.onnx"))
              for name, spec in onnx_specs(cfg).items()}
-    for k, name in (("prior", "prior"), ("decoder", "decoder"), ("up1", "upsampler_1"), ("up2", "upsampler_2")):
+    for k, name in STAGE_FOLDERS.items():
         with open(os.path.join(dest, name, "scheduler_config.json"), "w") as f:
             json.dump(SCHED[k], f, indent=2)
     tokdir = os.path.join(dest, "tokenizer")

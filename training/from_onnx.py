@@ -32,14 +32,14 @@ def config(fast=True, path=None):
     return dict(CONFIGS["default"])
 
 
-def initializers(path):
-    return {i.name: numpy_helper.to_array(i) for i in onnx.load(path).graph.initializer}
+def initializers(path, graph=None):
+    graph = graph or onnx.load(path).graph
+    return {i.name: numpy_helper.to_array(i) for i in graph.initializer}
 
 
-def initializer_aliases(shipped_path):
+def initializer_aliases(graph):
     """Initializer names the exporter merged into another of equal value (untrained LayerNorm weights, all ones,
     in a short run): it reads them through an Identity node whose output keeps the merged name."""
-    graph = onnx.load(shipped_path).graph
     names = {i.name for i in graph.initializer}
     return {n.output[0]: n.input[0] for n in graph.node if n.op_type == "Identity" and n.input[0] in names}
 
@@ -66,8 +66,8 @@ def load_into(module, spec, shipped_path):
         path = os.path.join(tmp, "m", "model.onnx")
         export_file(module, spec, path)
         probe = initializers(path)
-    shipped = initializers(shipped_path)
-    aliases = initializer_aliases(shipped_path)
+    graph = onnx.load(shipped_path).graph
+    shipped, aliases = initializers(shipped_path, graph), initializer_aliases(graph)
     matched = set()
     with torch.no_grad():
         for init_name, value in probe.items():
@@ -93,7 +93,7 @@ def load_into(module, spec, shipped_path):
 
 
 def rebuild(model_dir, out, fast=True, config_path=None):
-    from .export import onnx_specs
+    from .export import STAGE_FOLDERS, onnx_specs
     from .train import build_decoder, build_prior, build_up
     from .nets import CLIP
     from . import world as W
@@ -107,9 +107,9 @@ def rebuild(model_dir, out, fast=True, config_path=None):
     # CLIP's attribute and layout heads are training-only and not in the package (they stay random; the decoder's
     # Sketch keeps its own frozen copy of the layout head)
     clip = CLIP(ids, cfg["embed_dim"], cfg["text_width"], cfg["text_layers"], 4, cfg["img_ch"], W.ATTR_HEADS).eval()
-    modules = {"text_encoder": clip.text, "image_encoder": clip.image, "prior": build_prior(cfg).eval(),
-               "decoder": build_decoder(cfg).eval(), "upsampler_1": build_up(cfg, "up1").eval(),
-               "upsampler_2": build_up(cfg, "up2").eval()}
+    built = {"prior": build_prior(cfg), "decoder": build_decoder(cfg), "up1": build_up(cfg, "up1"), "up2": build_up(cfg, "up2")}
+    modules = {"text_encoder": clip.text, "image_encoder": clip.image,
+               **{name: built[key].eval() for key, name in STAGE_FOLDERS.items()}}
     counts = {name: load_into(modules[name], spec, os.path.join(model_dir, name, "model.onnx"))
               for name, spec in onnx_specs(cfg).items()}
     # clip.pt too: the text phase freezes the image tower, so the package's image encoder is the joint phase's
@@ -118,7 +118,7 @@ def rebuild(model_dir, out, fast=True, config_path=None):
         torch.save({"model": clip.state_dict(), "step": 0}, os.path.join(out, stage + ".pt"))
         with open(os.path.join(out, stage + ".done"), "w") as f:  # what training.fast --resume waits for
             json.dump({"rebuilt_from": os.path.abspath(model_dir)}, f)
-    for key, name in (("prior", "prior"), ("decoder", "decoder"), ("up1", "upsampler_1"), ("up2", "upsampler_2")):
+    for key, name in STAGE_FOLDERS.items():
         sd = modules[name].state_dict()
         torch.save({"model": sd, "ema": sd, "step": 0}, os.path.join(out, key + ".pt"))
     manifest = json.load(open(os.path.join(model_dir, "manifest.json")))
